@@ -1,0 +1,1 @@
+//! Runtime for the lease core (work in progress).
