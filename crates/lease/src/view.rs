@@ -170,7 +170,7 @@ mod tests {
         // Without a new read, time alone never makes it FAIL or DEAD.
         assert!(!v.observe(2, slot(1), ms(3010), ms(3011)));
         assert_eq!(v.liveness(2, &t), Some(Liveness::Fail));
-        assert!(!v.observe(2, slot(1), ms(5520), ms(5521)));
+        assert!(!v.observe(2, slot(1), ms(5530), ms(5531)));
         assert_eq!(v.liveness(2, &t), Some(Liveness::Dead));
         // A change makes it live again.
         assert!(v.observe(2, slot(2), ms(5600), ms(5601)));
