@@ -1,1 +1,74 @@
-fn main() {}
+//! `nosplit`: one binary for the daemons, the operator commands, the direct
+//! lease tools and the lab. This file parses arguments and maps errors to
+//! exit codes; the work is in the library crates.
+
+mod lease_cmd;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use nosplit_lease::paxos::LeaseError;
+use nosplit_lease_runtime::RuntimeError;
+
+/// nosplit: HA virtual machines on shared storage, without split brains.
+#[derive(Debug, Parser)]
+#[command(name = "nosplit", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Direct lease tools (no daemon): init, dump, join, acquire, release, index, bench.
+    #[command(subcommand)]
+    Lease(lease_cmd::LeaseCmd),
+}
+
+/// Exit codes: 1 other error, 2 usage (clap), 3 lease busy or not owned,
+/// 4 corrupted or mismatched on-disk data, 5 storage I/O error or timeout.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<RuntimeError>() {
+        Some(RuntimeError::Lease { source, .. }) => match source {
+            LeaseError::Busy { .. }
+            | LeaseError::BusyShared(_)
+            | LeaseError::NotOwner(_)
+            | LeaseError::OtherMode(_)
+            | LeaseError::VersionMismatch { .. }
+            | LeaseError::Contended(_) => 3,
+            LeaseError::Corrupt(_) | LeaseError::Mismatch(_) => 4,
+            LeaseError::Io(_) => 5,
+        },
+        Some(RuntimeError::Format { .. } | RuntimeError::SectorMismatch { .. } | RuntimeError::Index { .. }) => 4,
+        Some(RuntimeError::Io { .. } | RuntimeError::Timeout { .. } | RuntimeError::Open(_)) => 5,
+        _ => 1,
+    }
+}
+
+/// The error and its causes, skipping causes the message already contains
+/// (typed errors embed their source in their own text).
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text = format!("{text}: {c}");
+        }
+    }
+    text
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Lease(c) => lease_cmd::run(c),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nosplit: error: {}", describe(&e));
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}

@@ -108,14 +108,14 @@ pub enum LeaseError {
     #[error("not the expected lease: {0}")]
     Mismatch(String),
     /// Owned by a host that may still be alive.
-    #[error("lease is held by {owner} ({state}){}", retry_hint(*.dead_at))]
+    #[error("lease is held by {owner} ({state}){}", retry_hint(*.dead_in))]
     Busy {
         /// The owner.
         owner: OwnerId,
         /// Its liveness as seen from here.
         state: Liveness,
-        /// When it would be DEAD if it stays silent.
-        dead_at: Option<MonoTime>,
+        /// How long until it is DEAD if its host lease stays unchanged.
+        dead_in: Option<Duration>,
     },
     /// Live shared holders prevent an exclusive acquire.
     #[error("lease is held shared by {0:?}")]
@@ -142,8 +142,10 @@ pub enum LeaseError {
     Io(String),
 }
 
-fn retry_hint(dead_at: Option<MonoTime>) -> String {
-    dead_at.map(|t| format!("; dead at {t} on this host's clock if it stays silent")).unwrap_or_default()
+fn retry_hint(dead_in: Option<Duration>) -> String {
+    dead_in
+        .map(|d| format!("; if its host lease stays unchanged it is dead in {:.1} s", d.as_secs_f64()))
+        .unwrap_or_default()
 }
 
 /// Output of one step.
@@ -400,7 +402,7 @@ impl ResourceOp {
                     Err(state) => Err(LeaseError::Busy {
                         owner,
                         state,
-                        dead_at: view.dead_at(owner.host_id, &self.timing),
+                        dead_in: view.dead_at(owner.host_id, &self.timing).map(|t| t - now),
                     }),
                 }
             }
@@ -577,7 +579,11 @@ impl ResourceOp {
                     let leader = Leader { lver, owner: Some(value), ..self.dummy_leader() };
                     self.ballot(Snapshot { leader, ballots }, now, out)
                 }
-                Err(state) => Err(LeaseError::Busy { owner: value, state, dead_at: view.dead_at(value.host_id, &self.timing) }),
+                Err(state) => Err(LeaseError::Busy {
+                    owner: value,
+                    state,
+                    dead_in: view.dead_at(value.host_id, &self.timing).map(|t| t - now),
+                }),
             };
         }
         match self.mode() {

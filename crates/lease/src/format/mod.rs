@@ -16,8 +16,13 @@ mod name;
 mod resource;
 
 pub use geometry::{Geometry, GeometryError, DEFAULT_ALIGN, DEFAULT_MAX_HOSTS, MAX_MAX_HOSTS};
-pub use index::{IndexHeader, IndexRecord, RecordState, INDEX_MAGIC, INDEX_RECORD_LEN};
-pub use lockspace::{HostSlot, LockspaceHeader, HOST_MAGIC, LOCKSPACE_MAGIC};
+pub use index::{
+    IndexHeader, IndexRecord, RecordState, INDEX_MAGIC, INDEX_RECORD_LEN, MAX_INDEX_SLOTS,
+};
+pub use lockspace::{
+    check_io_timeout, HostSlot, LockspaceHeader, HOST_MAGIC, LOCKSPACE_MAGIC, MAX_IO_TIMEOUT_MS,
+    MIN_IO_TIMEOUT_MS,
+};
 pub use name::{Name, NameError, NAME_LEN};
 pub use resource::{Ballot, Leader, OwnerId, Request, BALLOT_MAGIC, LEADER_MAGIC, REQUEST_MAGIC};
 
