@@ -14,6 +14,7 @@ mod error;
 pub mod exec;
 pub mod host_runner;
 pub mod index;
+pub mod sim;
 pub mod target;
 
 pub use error::RuntimeError;

@@ -123,6 +123,11 @@ pub enum LostReason {
     /// Our slot no longer decodes.
     #[error("host slot corrupted: {0}")]
     Corrupted(FormatError),
+    /// No renewal succeeded before the kill deadline. Other hosts may take
+    /// this incarnation's leases once they see it dead; it must never use
+    /// them again. Rejoin (a new generation) once every holder is gone.
+    #[error("renewals failed past the kill deadline: this incarnation's leases are void")]
+    Expired,
 }
 
 /// What the owner of the host lease is told.
@@ -150,6 +155,7 @@ pub enum HostEvent {
     /// SIGKILL every holder still alive.
     KillHolders,
     /// Every holder must be gone now; if one is not, the watchdog must fire.
+    /// Always followed by `Lost(Expired)`.
     KillDeadline,
     /// A renewal succeeded again after a warning or failure.
     RenewalRecovered,
@@ -467,6 +473,10 @@ impl HostLease {
                         _ => HostEvent::KillDeadline,
                     }));
                 }
+            }
+            if self.level == Level::Deadline {
+                self.phase = Phase::Done;
+                out.push(Output::Event(HostEvent::Lost(LostReason::Expired)));
             }
         }
     }
