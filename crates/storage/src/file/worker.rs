@@ -56,7 +56,15 @@ pub(super) struct Worker {
 impl Worker {
     pub(super) fn run(self) {
         let clock = RealClock;
-        while let Ok(job) = self.jobs.recv() {
+        loop {
+            // Right after a request, the next one usually follows at once.
+            let job = match super::spin_recv(&self.jobs, super::SPIN) {
+                Some(job) => job,
+                None => match self.jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                },
+            };
             if self.shared.closed.load(Ordering::SeqCst) {
                 break;
             }
