@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use nosplit_lease_runtime::sim::{run, SimConfig};
+use nosplit_lease_runtime::sim::chaos::{run, SimConfig};
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nosplit_lease_runtime::sim::{run, SimConfig};
+use nosplit_lease_runtime::sim::chaos::{run, SimConfig};
 
 fn cfg(seed: u64, protection: bool) -> SimConfig {
     SimConfig {
