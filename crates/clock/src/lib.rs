@@ -79,6 +79,13 @@ impl Sub<MonoTime> for MonoTime {
     }
 }
 
+impl Sub<Duration> for MonoTime {
+    type Output = MonoTime;
+    fn sub(self, d: Duration) -> MonoTime {
+        self.saturating_sub(d)
+    }
+}
+
 impl fmt::Debug for MonoTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if *self == MonoTime::NEVER {

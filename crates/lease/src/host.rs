@@ -215,6 +215,8 @@ enum Phase {
 struct Scan {
     p: Pending,
     hi: u32,
+    /// Write the renewal when the scan has verified our slot.
+    then_renew: bool,
 }
 
 /// One host's lease in one lockspace.
@@ -233,7 +235,6 @@ pub struct HostLease {
     leave: Option<Pending>,
     last_ok: Option<MonoTime>,
     next_renew: MonoTime,
-    next_scan: MonoTime,
     scans: u32,
     confirm_at: Option<MonoTime>,
     level: Level,
@@ -259,7 +260,6 @@ impl HostLease {
             leave: None,
             last_ok: None,
             next_renew: MonoTime::ZERO,
-            next_scan: MonoTime::ZERO,
             scans: 0,
             confirm_at: None,
             level: Level::Ok,
@@ -322,12 +322,10 @@ impl HostLease {
                 for p in [self.renew, self.scan.map(|s| s.p), self.leave].into_iter().flatten() {
                     at(p.deadline);
                 }
-                if !self.leave_requested {
-                    if self.renew.is_none() {
-                        at(self.next_renew);
-                    }
-                    if self.scan.is_none() {
-                        at(self.next_scan);
+                if !self.leave_requested && self.renew.is_none() && self.scan.is_none() {
+                    at(self.next_renew);
+                    if let Some(c) = self.confirm_at {
+                        at(c);
                     }
                 }
                 if let (Some(ok), Some(tm)) = (self.last_ok, self.timing) {
@@ -452,14 +450,16 @@ impl HostLease {
                 self.leave = Some(p);
                 self.phase = Phase::Leaving;
             }
-        } else {
-            if self.renew.is_none() && now >= self.next_renew {
-                let p = self.write_slot(out, now, false);
-                self.renew = Some(p);
-                self.next_renew = now + tm.renew_interval;
-            }
-            if self.scan.is_none() && now >= self.next_scan {
-                self.start_scan(now, out);
+        } else if self.renew.is_none() && self.scan.is_none() {
+            // A renewal is read-verify-write: scan (which checks that our
+            // slot is still ours), then write. The join confirmation is a
+            // scan too.
+            let renew_due = now >= self.next_renew;
+            if renew_due || self.confirm_at.is_some_and(|c| now >= c) {
+                self.start_scan(now, out, renew_due);
+                if renew_due {
+                    self.next_renew = now + tm.renew_interval;
+                }
             }
         }
         if let Some(ok) = self.last_ok {
@@ -481,7 +481,7 @@ impl HostLease {
         }
     }
 
-    fn start_scan(&mut self, now: MonoTime, out: &mut Vec<Output>) {
+    fn start_scan(&mut self, now: MonoTime, out: &mut Vec<Output>, then_renew: bool) {
         let Some(h) = &self.header else { return };
         let max = h.geometry.max_hosts();
         let full = self.scans % FULL_SCAN_EVERY == 0;
@@ -489,10 +489,12 @@ impl HostLease {
         let len = hi as usize * self.cfg.sector_size as usize;
         let p = self.issue(out, now, self.sector(), IoKind::Read(len));
         self.scans = self.scans.wrapping_add(1);
-        self.scan = Some(Scan { p, hi });
-        if let Some(tm) = self.timing {
-            self.next_scan = now + tm.renew_interval;
-        }
+        self.scan = Some(Scan { p, hi, then_renew });
+    }
+
+    fn write_renewal(&mut self, now: MonoTime, out: &mut Vec<Output>) {
+        let p = self.write_slot(out, now, false);
+        self.renew = Some(p);
     }
 
     fn on_done(&mut self, d: IoDone, now: MonoTime, out: &mut Vec<Output>) {
@@ -675,14 +677,11 @@ impl HostLease {
         self.next_renew = p.issued + tm.renew_interval;
         match self.cfg.mode {
             JoinMode::Resume { generation } => {
-                self.next_scan = p.issued;
                 out.push(Output::Event(HostEvent::Joined { generation }));
             }
             JoinMode::New { .. } => {
                 // Confirm with the first scan issued after the wait.
-                let at = p.issued + tm.join_wait;
-                self.confirm_at = Some(at);
-                self.next_scan = at;
+                self.confirm_at = Some(p.issued + tm.join_wait);
             }
         }
     }
@@ -714,7 +713,14 @@ impl HostLease {
 
     fn scan_done(&mut self, o: IoOutcome, now: MonoTime, out: &mut Vec<Output>) {
         let Some(scan) = self.scan.take() else { return };
-        let IoOutcome::Read(buf) = o else { return }; // retried on schedule
+        let IoOutcome::Read(buf) = o else {
+            // Unverified, but a renewal is what keeps holders alive: a failed
+            // read must not also stop a write that may still work.
+            if scan.then_renew {
+                self.write_renewal(now, out);
+            }
+            return;
+        };
         let mine = self.absorb(&buf, scan.hi, scan.p, now, out);
         let lost = match mine {
             Ok(Some(s)) if s.generation == self.generation && s.host_name == self.cfg.host_name && !s.released => None,
@@ -741,6 +747,9 @@ impl HostLease {
                 self.confirm_at = None;
                 out.push(Output::Event(HostEvent::Joined { generation: self.generation }));
             }
+        }
+        if scan.then_renew && !self.leave_requested {
+            self.write_renewal(now, out);
         }
     }
 }

@@ -1,0 +1,8 @@
+//! tmp
+mod check;
+mod model;
+mod types;
+
+pub use check::{check, CheckReport, PropertyOutcome, PropertyResult};
+pub use model::LeaseModel;
+pub use types::*;
