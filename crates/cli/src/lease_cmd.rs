@@ -259,7 +259,11 @@ pub struct BenchArgs {
 }
 
 fn open_at(t: &Target, sector: Sector, create: Option<u64>) -> Result<Box<dyn Storage>> {
-    Ok(Box::new(direct::open(&t.path, Some(sector.into()), create)?))
+    Ok(Box::new(direct::open(
+        &t.path,
+        Some(sector.into()),
+        create,
+    )?))
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
@@ -296,40 +300,78 @@ pub fn run(cmd: LeaseCmd) -> Result<()> {
 
 fn init(c: InitCmd) -> Result<()> {
     match c {
-        InitCmd::Lockspace { target, name, io_timeout_ms, geometry } => {
+        InitCmd::Lockspace {
+            target,
+            name,
+            io_timeout_ms,
+            geometry,
+        } => {
             let g = geometry.geometry()?;
             let create = geometry.create.then_some(target.offset + g.lockspace_len());
             let mut s = open_at(&target, geometry.sector_size, create)?;
-            let h = direct::init_lockspace(&mut *s, target.offset, name, g, io_timeout_ms, rand::random())?;
-            println!("initialised lockspace {} at {target}: {} hosts, {}-byte sectors, io_timeout {} ms", h.name, g.max_hosts(), g.sector(), h.io_timeout_ms);
+            let h = direct::init_lockspace(
+                &mut *s,
+                target.offset,
+                name,
+                g,
+                io_timeout_ms,
+                rand::random(),
+            )?;
+            println!(
+                "initialised lockspace {} at {target}: {} hosts, {}-byte sectors, io_timeout {} ms",
+                h.name,
+                g.max_hosts(),
+                g.sector(),
+                h.io_timeout_ms
+            );
         }
-        InitCmd::Resource { target, lockspace, name, geometry } => {
+        InitCmd::Resource {
+            target,
+            lockspace,
+            name,
+            geometry,
+        } => {
             let g = geometry.geometry()?;
             let create = geometry.create.then_some(target.offset + g.resource_len());
             let mut s = open_at(&target, geometry.sector_size, create)?;
             direct::init_resource(&mut *s, target.offset, lockspace.clone(), name.clone(), g)?;
             println!("initialised resource lease {lockspace}/{name} at {target}");
         }
-        InitCmd::Index { target, lockspace, slots, geometry } => {
+        InitCmd::Index {
+            target,
+            lockspace,
+            slots,
+            geometry,
+        } => {
             let g = geometry.geometry()?;
             let need = index::index_len(&lockspace, g, slots);
             let create = geometry.create.then_some(target.offset + need);
             let mut s = open_at(&target, geometry.sector_size, create)?;
             index::init(&mut *s, target.offset, lockspace.clone(), g, slots)?;
-            println!("initialised lease index for {lockspace} at {target}: {slots} slots, {need} bytes");
+            println!(
+                "initialised lease index for {lockspace} at {target}: {slots} slots, {need} bytes"
+            );
         }
     }
     Ok(())
 }
 
 fn owner(o: Option<OwnerId>) -> String {
-    o.map(|o| format!("{}:{}", o.host_id, o.generation)).unwrap_or_else(|| "-".into())
+    o.map(|o| format!("{}:{}", o.host_id, o.generation))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn print_lockspace(d: &LockspaceDump) {
     let h = &d.header;
     let t = &d.timing;
-    println!("lockspace {}  sector {}  max_hosts {}  align {}  io_timeout {} ms", h.name, h.geometry.sector(), h.geometry.max_hosts(), h.geometry.align(), h.io_timeout_ms);
+    println!(
+        "lockspace {}  sector {}  max_hosts {}  align {}  io_timeout {} ms",
+        h.name,
+        h.geometry.sector(),
+        h.geometry.max_hosts(),
+        h.geometry.align(),
+        h.io_timeout_ms
+    );
     println!(
         "timing: renew every {:?}, fail {:?}, kill deadline {:?}, watchdog {:?}, host dead {:?}, join wait {:?}",
         t.renew_interval, t.renew_fail, t.kill_deadline, t.watchdog_fire, t.host_dead, t.join_wait
@@ -344,53 +386,124 @@ fn print_lockspace(d: &LockspaceDump) {
                 x.generation.to_string(),
                 x.seq.to_string(),
                 x.owner_time_ms.to_string(),
-                if x.released { "released".into() } else { "in use".into() },
+                if x.released {
+                    "released".into()
+                } else {
+                    "in use".into()
+                },
             ],
-            (None, e) => vec![s.host_id.to_string(), "-".into(), "-".into(), "-".into(), "-".into(), format!("CORRUPT: {}", e.clone().unwrap_or_default())],
+            (None, e) => vec![
+                s.host_id.to_string(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                format!("CORRUPT: {}", e.clone().unwrap_or_default()),
+            ],
         })
         .collect();
-    print!("{}", render(&["HOST", "NAME", "GEN", "SEQ", "OWNER_MS", "STATE"], &rows));
+    print!(
+        "{}",
+        render(&["HOST", "NAME", "GEN", "SEQ", "OWNER_MS", "STATE"], &rows)
+    );
 }
 
 fn print_resource(i: &LeaseInfo) {
     let l = &i.leader;
-    println!("resource {}/{}  lver {}  owner {}  written by {}", l.lockspace, l.resource, l.lver, owner(l.owner), owner(l.writer));
+    println!(
+        "resource {}/{}  lver {}  owner {}  written by {}",
+        l.lockspace,
+        l.resource,
+        l.lver,
+        owner(l.owner),
+        owner(l.writer)
+    );
     if let Some(r) = &i.request {
-        println!("request: lver {} force {} by host {}", r.lver, r.force_mode, r.requester);
+        println!(
+            "request: lver {} force {} by host {}",
+            r.lver, r.force_mode, r.requester
+        );
     }
     let rows: Vec<Vec<String>> = i
         .ballots
         .iter()
-        .map(|b| vec![b.host_id.to_string(), b.lver.to_string(), b.mbal.to_string(), b.bal.to_string(), owner(b.inp), b.shared.map(|g| format!("gen {g}")).unwrap_or_else(|| "-".into())])
+        .map(|b| {
+            vec![
+                b.host_id.to_string(),
+                b.lver.to_string(),
+                b.mbal.to_string(),
+                b.bal.to_string(),
+                owner(b.inp),
+                b.shared
+                    .map(|g| format!("gen {g}"))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
         .collect();
-    print!("{}", render(&["HOST", "LVER", "MBAL", "BAL", "INP", "SHARED"], &rows));
+    print!(
+        "{}",
+        render(&["HOST", "LVER", "MBAL", "BAL", "INP", "SHARED"], &rows)
+    );
 }
 
 fn dump(c: DumpCmd) -> Result<()> {
     match c {
-        DumpCmd::Lockspace { target, json, sector_size } => {
+        DumpCmd::Lockspace {
+            target,
+            json,
+            sector_size,
+        } => {
             let mut s = open_at(&target, sector_size, None)?;
             let d = direct::read_lockspace(&mut *s, target.offset)?;
-            if json { print_json(&d) } else { print_lockspace(&d); Ok(()) }
+            if json {
+                print_json(&d)
+            } else {
+                print_lockspace(&d);
+                Ok(())
+            }
         }
-        DumpCmd::Resource { target, json, sector_size } => {
+        DumpCmd::Resource {
+            target,
+            json,
+            sector_size,
+        } => {
             let mut s = open_at(&target, sector_size, None)?;
             let i = direct::read_resource(&mut *s, target.offset)?;
-            if json { print_json(&i) } else { print_resource(&i); Ok(()) }
+            if json {
+                print_json(&i)
+            } else {
+                print_resource(&i);
+                Ok(())
+            }
         }
     }
 }
 
 fn join(a: JoinArgs) -> Result<()> {
     let mut s = open_at(&a.target, a.sector_size, None)?;
-    let mut ls = AreaRef { storage: &mut *s, base: a.target.offset };
+    let mut ls = AreaRef {
+        storage: &mut *s,
+        base: a.target.offset,
+    };
     let t0 = std::time::Instant::now();
-    let (mut host, _) = direct::join(&mut ls, a.lockspace, a.host_id, a.host_name, JoinMode::New { prior_gone: false })?;
+    let (mut host, _) = direct::join(
+        &mut ls,
+        a.lockspace,
+        a.host_id,
+        a.host_name,
+        JoinMode::New { prior_gone: false },
+    )?;
     let gen = host.owner_id().map(|o| o.generation).unwrap_or(0);
-    println!("joined as host {} generation {gen} in {:.3} s", a.host_id, t0.elapsed().as_secs_f64());
+    println!(
+        "joined as host {} generation {gen} in {:.3} s",
+        a.host_id,
+        t0.elapsed().as_secs_f64()
+    );
     if a.hold > 0.0 {
         let until = ls.storage.now() + Duration::from_secs_f64(a.hold);
-        let events = pump_host(&mut host, &mut ls, until, |e| matches!(e, nosplit_lease::host::HostEvent::Lost(_)));
+        let events = pump_host(&mut host, &mut ls, until, |e| {
+            matches!(e, nosplit_lease::host::HostEvent::Lost(_))
+        });
         if let Some(nosplit_lease::host::HostEvent::Lost(r)) = events.last() {
             anyhow::bail!("host lease lost while holding: {r}");
         }
@@ -405,11 +518,24 @@ fn join(a: JoinArgs) -> Result<()> {
 fn op(a: OpArgs, acquire: bool) -> Result<()> {
     let mut ls_s = open_at(&a.lockspace_path, a.sector_size, None)?;
     let mut res_s = open_at(&a.resource_path, a.sector_size, None)?;
-    let mut ls = AreaRef { storage: &mut *ls_s, base: a.lockspace_path.offset };
-    let mut res = AreaRef { storage: &mut *res_s, base: a.resource_path.offset };
-    let me = OwnerId { host_id: a.host_id, generation: a.generation };
+    let mut ls = AreaRef {
+        storage: &mut *ls_s,
+        base: a.lockspace_path.offset,
+    };
+    let mut res = AreaRef {
+        storage: &mut *res_s,
+        base: a.resource_path.offset,
+    };
+    let me = OwnerId {
+        host_id: a.host_id,
+        generation: a.generation,
+    };
     let d = Direct::prepare(&mut ls, a.resource.clone(), me)?;
-    let mode = if a.shared { LeaseMode::Shared } else { LeaseMode::Exclusive };
+    let mode = if a.shared {
+        LeaseMode::Shared
+    } else {
+        LeaseMode::Exclusive
+    };
     let mut view = HostView::default();
     let r = if acquire {
         let wait = a.wait.map(Duration::from_secs_f64);
@@ -418,11 +544,21 @@ fn op(a: OpArgs, acquire: bool) -> Result<()> {
         d.run(OpKind::Release { mode }, &mut ls, &mut res, &mut view)?
     };
     let text = match r {
-        OpResult::Acquired { lver, mode, already } => {
+        OpResult::Acquired {
+            lver,
+            mode,
+            already,
+        } => {
             if a.json {
-                return print_json(&serde_json::json!({"acquired": true, "lver": lver, "mode": mode, "already": already}));
+                return print_json(
+                    &serde_json::json!({"acquired": true, "lver": lver, "mode": mode, "already": already}),
+                );
             }
-            format!("acquired {} {mode:?} at lver {lver}{}", a.resource, if already { " (already held)" } else { "" })
+            format!(
+                "acquired {} {mode:?} at lver {lver}{}",
+                a.resource,
+                if already { " (already held)" } else { "" }
+            )
         }
         OpResult::Released => {
             if a.json {
@@ -437,7 +573,8 @@ fn op(a: OpArgs, acquire: bool) -> Result<()> {
 }
 
 fn index_cmd(c: IndexCmd) -> Result<()> {
-    let open = |t: &Target| open_at(t, Sector::B512, None).or_else(|_| open_at(t, Sector::B4096, None));
+    let open =
+        |t: &Target| open_at(t, Sector::B512, None).or_else(|_| open_at(t, Sector::B4096, None));
     match c {
         IndexCmd::Add { target, name } => {
             let mut s = open(&target)?;
@@ -456,7 +593,8 @@ fn index_cmd(c: IndexCmd) -> Result<()> {
         }
         IndexCmd::List { target, json } => {
             let mut s = open(&target)?;
-            let (t, leases) = index::list(&mut *s, target.offset).context("listing the lease index")?;
+            let (t, leases) =
+                index::list(&mut *s, target.offset).context("listing the lease index")?;
             if json {
                 let v: Vec<_> = leases
                     .iter()
@@ -467,20 +605,45 @@ fn index_cmd(c: IndexCmd) -> Result<()> {
                     .collect();
                 return print_json(&serde_json::json!({"header": t.header, "leases": v}));
             }
-            println!("index for lockspace {}: {} slots, {} used", t.header.lockspace, t.header.slots, leases.len());
+            println!(
+                "index for lockspace {}: {} slots, {} used",
+                t.header.lockspace,
+                t.header.slots,
+                leases.len()
+            );
             let rows: Vec<Vec<String>> = leases
                 .iter()
                 .map(|(slot, l)| match l {
-                    Ok(l) => vec![slot.to_string(), (target.offset + t.header.slot_offset(*slot)).to_string(), l.resource.to_string(), l.lver.to_string(), owner(l.owner)],
-                    Err(e) => vec![slot.to_string(), "-".into(), format!("CORRUPT: {e}"), "-".into(), "-".into()],
+                    Ok(l) => vec![
+                        slot.to_string(),
+                        (target.offset + t.header.slot_offset(*slot)).to_string(),
+                        l.resource.to_string(),
+                        l.lver.to_string(),
+                        owner(l.owner),
+                    ],
+                    Err(e) => vec![
+                        slot.to_string(),
+                        "-".into(),
+                        format!("CORRUPT: {e}"),
+                        "-".into(),
+                        "-".into(),
+                    ],
                 })
                 .collect();
-            print!("{}", render(&["SLOT", "OFFSET", "NAME", "LVER", "OWNER"], &rows));
+            print!(
+                "{}",
+                render(&["SLOT", "OFFSET", "NAME", "LVER", "OWNER"], &rows)
+            );
         }
         IndexCmd::Rebuild { target } => {
             let mut s = open(&target)?;
             let r = index::rebuild(&mut *s, target.offset)?;
-            println!("rebuilt: {} leases, {} corrupt slots, {} foreign slots", r.used, r.corrupt.len(), r.foreign.len());
+            println!(
+                "rebuilt: {} leases, {} corrupt slots, {} foreign slots",
+                r.used,
+                r.corrupt.len(),
+                r.foreign.len()
+            );
             for (slot, e) in r.corrupt {
                 println!("  slot {slot}: {e}");
             }

@@ -40,7 +40,11 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             LeaseError::Corrupt(_) | LeaseError::Mismatch(_) => 4,
             LeaseError::Io(_) => 5,
         },
-        Some(RuntimeError::Format { .. } | RuntimeError::SectorMismatch { .. } | RuntimeError::Index { .. }) => 4,
+        Some(
+            RuntimeError::Format { .. }
+            | RuntimeError::SectorMismatch { .. }
+            | RuntimeError::Index { .. },
+        ) => 4,
         Some(RuntimeError::Io { .. } | RuntimeError::Timeout { .. } | RuntimeError::Open(_)) => 5,
         _ => 1,
     }

@@ -6,12 +6,19 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn nosplit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nosplit")).args(args).output().expect("run nosplit")
+    Command::new(env!("CARGO_BIN_EXE_nosplit"))
+        .args(args)
+        .output()
+        .expect("run nosplit")
 }
 
 fn ok(args: &[&str]) -> String {
     let o = nosplit(args);
-    assert!(o.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -19,12 +26,18 @@ fn ok(args: &[&str]) -> String {
 fn fails(args: &[&str]) -> (i32, String) {
     let o = nosplit(args);
     assert!(!o.status.success(), "{args:?} unexpectedly succeeded");
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 /// A directory on a real disk (O_DIRECT is refused by some tmpfs setups).
 fn dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("nosplit-cli").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+    tempfile::Builder::new()
+        .prefix("nosplit-cli")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
 }
 
 fn p(d: &Path, name: &str) -> String {
@@ -32,7 +45,19 @@ fn p(d: &Path, name: &str) -> String {
 }
 
 fn init_ls(path: &str) {
-    ok(&["lease", "init", "lockspace", path, "--name", "ls1", "--io-timeout-ms", "100", "--max-hosts", "8", "--create"]);
+    ok(&[
+        "lease",
+        "init",
+        "lockspace",
+        path,
+        "--name",
+        "ls1",
+        "--io-timeout-ms",
+        "100",
+        "--max-hosts",
+        "8",
+        "--create",
+    ]);
 }
 
 #[test]
@@ -40,27 +65,118 @@ fn lockspace_resource_join_acquire_release() {
     let d = dir();
     let (ls, res) = (p(d.path(), "ls"), p(d.path(), "res"));
     init_ls(&ls);
-    ok(&["lease", "init", "resource", &res, "--lockspace", "ls1", "--name", "vm1", "--max-hosts", "8", "--create"]);
-    let out = ok(&["lease", "join", &ls, "--lockspace", "ls1", "--host-id", "1", "--host-name", "a", "--no-leave"]);
+    ok(&[
+        "lease",
+        "init",
+        "resource",
+        &res,
+        "--lockspace",
+        "ls1",
+        "--name",
+        "vm1",
+        "--max-hosts",
+        "8",
+        "--create",
+    ]);
+    let out = ok(&[
+        "lease",
+        "join",
+        &ls,
+        "--lockspace",
+        "ls1",
+        "--host-id",
+        "1",
+        "--host-name",
+        "a",
+        "--no-leave",
+    ]);
     assert!(out.contains("generation 1"), "{out}");
-    let acq = ["lease", "acquire", "--lockspace-path", &ls, "--resource-path", &res, "--resource", "vm1", "--host-id", "1", "--generation", "1", "--json"];
+    let acq = [
+        "lease",
+        "acquire",
+        "--lockspace-path",
+        &ls,
+        "--resource-path",
+        &res,
+        "--resource",
+        "vm1",
+        "--host-id",
+        "1",
+        "--generation",
+        "1",
+        "--json",
+    ];
     let v: serde_json::Value = serde_json::from_str(&ok(&acq)).unwrap();
     assert_eq!(v["lver"], 1);
-    let dump: serde_json::Value = serde_json::from_str(&ok(&["lease", "dump", "resource", &res, "--json"])).unwrap();
+    let dump: serde_json::Value =
+        serde_json::from_str(&ok(&["lease", "dump", "resource", &res, "--json"])).unwrap();
     assert_eq!(dump["leader"]["owner"]["host_id"], 1);
     let table = ok(&["lease", "dump", "lockspace", &ls]);
-    assert!(table.contains("HOST") && table.contains("in use"), "{table}");
+    assert!(
+        table.contains("HOST") && table.contains("in use"),
+        "{table}"
+    );
     // Host 2 joins and finds the lease busy: exit code 3.
-    ok(&["lease", "join", &ls, "--lockspace", "ls1", "--host-id", "2", "--host-name", "b", "--no-leave"]);
-    let acq2 = ["lease", "acquire", "--lockspace-path", &ls, "--resource-path", &res, "--resource", "vm1", "--host-id", "2", "--generation", "1"];
+    ok(&[
+        "lease",
+        "join",
+        &ls,
+        "--lockspace",
+        "ls1",
+        "--host-id",
+        "2",
+        "--host-name",
+        "b",
+        "--no-leave",
+    ]);
+    let acq2 = [
+        "lease",
+        "acquire",
+        "--lockspace-path",
+        &ls,
+        "--resource-path",
+        &res,
+        "--resource",
+        "vm1",
+        "--host-id",
+        "2",
+        "--generation",
+        "1",
+    ];
     let (code, err) = fails(&acq2);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("held by host 1 gen 1"), "{err}");
     // Release by the owner; then host 2 gets it.
-    ok(&["lease", "release", "--lockspace-path", &ls, "--resource-path", &res, "--resource", "vm1", "--host-id", "1", "--generation", "1"]);
+    ok(&[
+        "lease",
+        "release",
+        "--lockspace-path",
+        &ls,
+        "--resource-path",
+        &res,
+        "--resource",
+        "vm1",
+        "--host-id",
+        "1",
+        "--generation",
+        "1",
+    ]);
     assert!(ok(&acq2).contains("lver 2"));
     // Acting as an incarnation that never joined is refused.
-    let (code, err) = fails(&["lease", "acquire", "--lockspace-path", &ls, "--resource-path", &res, "--resource", "vm1", "--host-id", "3", "--generation", "1"]);
+    let (code, err) = fails(&[
+        "lease",
+        "acquire",
+        "--lockspace-path",
+        &ls,
+        "--resource-path",
+        &res,
+        "--resource",
+        "vm1",
+        "--host-id",
+        "3",
+        "--generation",
+        "1",
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("has not joined"), "{err}");
 }
@@ -79,7 +195,10 @@ fn bad_paths_sizes_and_arguments_are_named() {
     let small = p(d.path(), "small");
     std::fs::write(&small, vec![0u8; 4096]).unwrap();
     let (_, err) = fails(&["lease", "init", "lockspace", &small, "--name", "ls1"]);
-    assert!(err.contains("needs bytes 0..1048576") && err.contains("4096 bytes"), "{err}");
+    assert!(
+        err.contains("needs bytes 0..1048576") && err.contains("4096 bytes"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&small).unwrap(), vec![0u8; 4096]);
     // Usage errors: exit 2, with the problem named.
     let (code, err) = fails(&["lease", "init", "lockspace", &small, "--name", "bad name"]);
@@ -88,22 +207,66 @@ fn bad_paths_sizes_and_arguments_are_named() {
     let (code, err) = fails(&["lease", "dump", "lockspace", &format!("{small}:12x")]);
     assert_eq!(code, 2);
     assert!(err.contains("PATH:OFFSET"), "{err}");
-    let (_, err) = fails(&["lease", "init", "lockspace", &small, "--name", "x", "--max-hosts", "5000"]);
+    let (_, err) = fails(&[
+        "lease",
+        "init",
+        "lockspace",
+        &small,
+        "--name",
+        "x",
+        "--max-hosts",
+        "5000",
+    ]);
     assert!(err.contains("max hosts 5000"), "{err}");
-    let (_, err) = fails(&["lease", "init", "lockspace", &small, "--name", "x", "--io-timeout-ms", "5"]);
+    let (_, err) = fails(&[
+        "lease",
+        "init",
+        "lockspace",
+        &small,
+        "--name",
+        "x",
+        "--io-timeout-ms",
+        "5",
+    ]);
     assert!(err.contains("io_timeout"), "{err}");
-    let (_, err) = fails(&["lease", "init", "lockspace", &format!("{small}:100"), "--name", "x", "--create"]);
-    assert!(err.contains("not a multiple of the 512-byte sector size"), "{err}");
+    let (_, err) = fails(&[
+        "lease",
+        "init",
+        "lockspace",
+        &format!("{small}:100"),
+        "--name",
+        "x",
+        "--create",
+    ]);
+    assert!(
+        err.contains("not a multiple of the 512-byte sector size"),
+        "{err}"
+    );
 }
 
 #[test]
 fn sector_mismatch_and_corruption_are_reported() {
     let d = dir();
     let ls = p(d.path(), "ls4k");
-    ok(&["lease", "init", "lockspace", &ls, "--name", "ls1", "--sector-size", "4096", "--max-hosts", "8", "--create"]);
+    ok(&[
+        "lease",
+        "init",
+        "lockspace",
+        &ls,
+        "--name",
+        "ls1",
+        "--sector-size",
+        "4096",
+        "--max-hosts",
+        "8",
+        "--create",
+    ]);
     let (code, err) = fails(&["lease", "dump", "lockspace", &ls]);
     assert_eq!(code, 4, "{err}");
-    assert!(err.contains("4096-byte sectors") && err.contains("512-byte"), "{err}");
+    assert!(
+        err.contains("4096-byte sectors") && err.contains("512-byte"),
+        "{err}"
+    );
     ok(&["lease", "dump", "lockspace", &ls, "--sector-size", "4096"]);
     // Flip a bit in the header: checksum error, exit 4.
     let mut bytes = std::fs::read(&ls).unwrap();
@@ -124,14 +287,27 @@ fn sector_mismatch_and_corruption_are_reported() {
 fn index_add_lookup_remove_rebuild() {
     let d = dir();
     let idx = p(d.path(), "xleases");
-    ok(&["lease", "init", "index", &idx, "--lockspace", "ls1", "--slots", "4", "--max-hosts", "8", "--create"]);
+    ok(&[
+        "lease",
+        "init",
+        "index",
+        &idx,
+        "--lockspace",
+        "ls1",
+        "--slots",
+        "4",
+        "--max-hosts",
+        "8",
+        "--create",
+    ]);
     assert!(ok(&["lease", "index", "add", &idx, "vm-a"]).contains("slot 0"));
     assert!(ok(&["lease", "index", "add", &idx, "vm-b"]).contains("slot 1"));
     let (_, err) = fails(&["lease", "index", "add", &idx, "vm-a"]);
     assert!(err.contains("already exists in slot 0"), "{err}");
     let out = ok(&["lease", "index", "lookup", &idx, "vm-b"]);
     assert!(out.contains("offset"), "{out}");
-    let list: serde_json::Value = serde_json::from_str(&ok(&["lease", "index", "list", &idx, "--json"])).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&["lease", "index", "list", &idx, "--json"])).unwrap();
     assert_eq!(list["leases"].as_array().unwrap().len(), 2);
     ok(&["lease", "index", "remove", &idx, "vm-a"]);
     let (_, err) = fails(&["lease", "index", "lookup", &idx, "vm-a"]);
@@ -158,9 +334,12 @@ fn crc32(b: &[u8]) -> u32 {
     for &x in b {
         crc ^= u32::from(x);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
 }
-

@@ -91,7 +91,12 @@ impl fmt::Debug for MonoTime {
         if *self == MonoTime::NEVER {
             return write!(f, "never");
         }
-        write!(f, "{}.{:06}s", self.0 / 1_000_000_000, (self.0 / 1_000) % 1_000_000)
+        write!(
+            f,
+            "{}.{:06}s",
+            self.0 / 1_000_000_000,
+            (self.0 / 1_000) % 1_000_000
+        )
     }
 }
 

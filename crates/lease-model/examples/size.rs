@@ -3,7 +3,12 @@ use nosplit_lease_model::{check, Bounds, Variant};
 
 fn main() {
     let mut b = Bounds::two_hosts();
-    let get = |k: &str, d: u8| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let get = |k: &str, d: u8| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
     b.hosts = get("HOSTS", b.hosts);
     b.max_lver = get("LVER", b.max_lver);
     b.max_ballot = get("BAL", b.max_ballot);

@@ -81,12 +81,18 @@ impl fmt::Display for CheckReport {
             self.total_states,
             self.max_depth,
             self.elapsed,
-            if self.complete { "" } else { " (stopped early)" },
+            if self.complete {
+                ""
+            } else {
+                " (stopped early)"
+            },
         )?;
         for p in &self.properties {
             let what = match &p.outcome {
                 PropertyOutcome::Holds => "holds".to_string(),
-                PropertyOutcome::Violated(t) => format!("VIOLATED (counterexample of {} steps)", t.len()),
+                PropertyOutcome::Violated(t) => {
+                    format!("VIOLATED (counterexample of {} steps)", t.len())
+                }
                 PropertyOutcome::Found(t) => format!("example found ({} steps)", t.len()),
                 PropertyOutcome::NotFound => "NO EXAMPLE".to_string(),
             };
@@ -98,7 +104,12 @@ impl fmt::Display for CheckReport {
 
 /// Exhaustively checks `variant` within `bounds` (breadth-first, `threads` worker threads).
 /// With `stop_at_violation`, checking stops as soon as any `always` property is violated.
-pub fn check(variant: Variant, bounds: Bounds, threads: usize, stop_at_violation: bool) -> CheckReport {
+pub fn check(
+    variant: Variant,
+    bounds: Bounds,
+    threads: usize,
+    stop_at_violation: bool,
+) -> CheckReport {
     let model = LeaseModel::new(variant, bounds);
     let props = model.properties();
     let start = Instant::now();

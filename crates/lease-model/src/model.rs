@@ -60,7 +60,9 @@ impl LeaseModel {
 
     /// Holders must be stopped once `since_renew` reaches this.
     fn kill_deadline(&self) -> u8 {
-        self.bounds.renew_fail.saturating_add(self.bounds.kill_grace)
+        self.bounds
+            .renew_fail
+            .saturating_add(self.bounds.kill_grace)
     }
 
     /// The host is joined and its host lease is still valid.
@@ -243,7 +245,9 @@ impl LeaseModel {
                 shared: Some(me.gen),
                 ..own
             })),
-            Op::ReleaseWrite { lver, .. } => Some(Write::Leader(LeaderRecord { owner: None, lver })),
+            Op::ReleaseWrite { lver, .. } => {
+                Some(Write::Leader(LeaderRecord { owner: None, lver }))
+            }
             Op::ClearMark => Some(Write::Block(BallotBlock {
                 shared: None,
                 ..own

@@ -67,12 +67,13 @@ pub struct BenchReport {
     pub version: String,
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
+/// The `permille`-th per-mille sample of sorted values (nearest rank).
+fn pct(sorted: &[f64], permille: usize) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+    let n = sorted.len() - 1;
+    sorted[(n * permille.min(1000)).div_ceil(1000).min(n)]
 }
 
 fn open(path: &std::path::Path) -> Result<FileStorage, RuntimeError> {
@@ -84,11 +85,17 @@ fn name(s: &str) -> Name {
     Name::new(s).unwrap_or_else(|_| unreachable!("constant name"))
 }
 
-fn start_host(ls_path: &std::path::Path, id: u32) -> Result<(HostRunner, OwnerId, f64), RuntimeError> {
+fn start_host(
+    ls_path: &std::path::Path,
+    id: u32,
+) -> Result<(HostRunner, OwnerId, f64), RuntimeError> {
     let mut st = open(ls_path)?;
     let t0 = Instant::now();
     let (host, _) = direct::join(
-        &mut AreaRef { storage: &mut st, base: 0 },
+        &mut AreaRef {
+            storage: &mut st,
+            base: 0,
+        },
         name("bench"),
         id,
         name(&format!("bench-host-{id}")),
@@ -110,21 +117,40 @@ struct Handles {
 
 impl Handles {
     fn new(ls: &std::path::Path, res: &std::path::Path) -> Result<Handles, RuntimeError> {
-        Ok(Handles { ls: open(ls)?, res: open(res)?, view: HostView::default() })
+        Ok(Handles {
+            ls: open(ls)?,
+            res: open(res)?,
+            view: HostView::default(),
+        })
     }
     fn run(&mut self, d: &Direct, kind: OpKind) -> Result<(), RuntimeError> {
-        let mut ls = AreaRef { storage: &mut self.ls, base: 0 };
-        let mut res = AreaRef { storage: &mut self.res, base: 0 };
+        let mut ls = AreaRef {
+            storage: &mut self.ls,
+            base: 0,
+        };
+        let mut res = AreaRef {
+            storage: &mut self.res,
+            base: 0,
+        };
         d.run(kind, &mut ls, &mut res, &mut self.view).map(|_| ())
     }
     fn bytes(&self) -> (u64, u64) {
         let (a, b) = (self.ls.stats(), self.res.stats());
-        (a.bytes_read + b.bytes_read, a.bytes_written + b.bytes_written)
+        (
+            a.bytes_read + b.bytes_read,
+            a.bytes_written + b.bytes_written,
+        )
     }
 }
 
-const ACQ: OpKind = OpKind::Acquire { mode: LeaseMode::Exclusive, expect_lver: None, revalidate: false };
-const REL: OpKind = OpKind::Release { mode: LeaseMode::Exclusive };
+const ACQ: OpKind = OpKind::Acquire {
+    mode: LeaseMode::Exclusive,
+    expect_lver: None,
+    revalidate: false,
+};
+const REL: OpKind = OpKind::Release {
+    mode: LeaseMode::Exclusive,
+};
 
 /// Runs the benchmark.
 pub fn run(opts: &BenchOpts) -> Result<BenchReport, RuntimeError> {
@@ -133,7 +159,14 @@ pub fn run(opts: &BenchOpts) -> Result<BenchReport, RuntimeError> {
     let g = Geometry::new(512, u64::from(opts.max_hosts), 1 << 20)?;
     {
         let mut ls = direct::open(&ls_path, None, Some(g.lockspace_len()))?;
-        direct::init_lockspace(&mut ls, 0, name("bench"), g, opts.io_timeout_ms, rand::random())?;
+        direct::init_lockspace(
+            &mut ls,
+            0,
+            name("bench"),
+            g,
+            opts.io_timeout_ms,
+            rand::random(),
+        )?;
         let mut res = direct::open(&res_path, None, Some(g.resource_len()))?;
         direct::init_resource(&mut res, 0, name("bench"), name("res"), g)?;
     }
@@ -141,8 +174,16 @@ pub fn run(opts: &BenchOpts) -> Result<BenchReport, RuntimeError> {
     let (r2, o2, join2) = start_host(&ls_path, 2)?;
 
     let header = direct::read_header(&mut open(&ls_path)?, 0)?;
-    let d1 = Direct { header: header.clone(), resource: name("res"), me: o1 };
-    let d2 = Direct { header, resource: name("res"), me: o2 };
+    let d1 = Direct {
+        header: header.clone(),
+        resource: name("res"),
+        me: o1,
+    };
+    let d2 = Direct {
+        header,
+        resource: name("res"),
+        me: o2,
+    };
 
     // Uncontended.
     let mut h = Handles::new(&ls_path, &res_path)?;
@@ -182,7 +223,8 @@ pub fn run(opts: &BenchOpts) -> Result<BenchReport, RuntimeError> {
                     ok.push(t0.elapsed().as_secs_f64() * 1e3);
                 }
                 Err(RuntimeError::Lease {
-                    source: LeaseError::Busy { .. } | LeaseError::Contended(_), ..
+                    source: LeaseError::Busy { .. } | LeaseError::Contended(_),
+                    ..
                 }) => busy += 1,
                 Err(e) => return Err(e),
             }
@@ -194,7 +236,10 @@ pub fn run(opts: &BenchOpts) -> Result<BenchReport, RuntimeError> {
         let b = s.spawn(|| worker(d2.clone()));
         (a.join(), b.join())
     });
-    let join_err = |_| RuntimeError::HostLost { path: "bench".into(), reason: "worker panicked".into() };
+    let join_err = |_| RuntimeError::HostLost {
+        path: "bench".into(),
+        reason: "worker panicked".into(),
+    };
     let (mut ok1, busy1) = c1.map_err(join_err)??;
     let (ok2, busy2) = c2.map_err(join_err)??;
     ok1.extend(ok2);
@@ -206,10 +251,10 @@ pub fn run(opts: &BenchOpts) -> Result<BenchReport, RuntimeError> {
     Ok(BenchReport {
         join_s_host1: join1,
         join_s_host2: join2,
-        acq_rel_ms_median: pct(&times, 0.5),
-        acq_rel_ms_p99: pct(&times, 0.99),
-        contended_ms_median: pct(&ok1, 0.5),
-        contended_ms_p99: pct(&ok1, 0.99),
+        acq_rel_ms_median: pct(&times, 500),
+        acq_rel_ms_p99: pct(&times, 990),
+        contended_ms_median: pct(&ok1, 500),
+        contended_ms_p99: pct(&ok1, 990),
         contended_ok: ok1.len() as u64,
         contended_busy: busy1 + busy2,
         acquire_read_bytes: acq_r / n,

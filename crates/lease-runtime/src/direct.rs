@@ -12,7 +12,9 @@ use nosplit_lease::format::{
     is_blank, Ballot, Geometry, HostSlot, Leader, LockspaceHeader, Name, OwnerId, Request,
 };
 use nosplit_lease::host::{HostEvent, HostLease, HostLeaseConfig, JoinMode};
-use nosplit_lease::paxos::{LeaseError, LeaseInfo, LeaseMode, OpKind, OpResult, ResourceOp, ResourceSpec};
+use nosplit_lease::paxos::{
+    LeaseError, LeaseInfo, LeaseMode, OpKind, OpResult, ResourceOp, ResourceSpec,
+};
 use nosplit_lease::timing::Timing;
 use nosplit_lease::view::HostView;
 use nosplit_storage::file::{FileStorage, OpenOpts};
@@ -31,17 +33,32 @@ pub fn open(
     sector: Option<SectorSize>,
     create_len: Option<u64>,
 ) -> Result<FileStorage, RuntimeError> {
-    Ok(FileStorage::open(path, OpenOpts { sector_size: sector, create_len })?)
+    Ok(FileStorage::open(
+        path,
+        OpenOpts {
+            sector_size: sector,
+            create_len,
+        },
+    )?)
 }
 
 fn check_area(s: &dyn Storage, base: u64, len: u64) -> Result<(), RuntimeError> {
     let sector = s.sector_size().bytes();
-    if base % sector as u64 != 0 {
-        return Err(RuntimeError::Misaligned { path: s.describe(), offset: base, sector });
+    if !base.is_multiple_of(sector as u64) {
+        return Err(RuntimeError::Misaligned {
+            path: s.describe(),
+            offset: base,
+            sector,
+        });
     }
     let end = base.saturating_add(len);
     if end > s.size() {
-        return Err(RuntimeError::TooSmall { path: s.describe(), offset: base, end, size: s.size() });
+        return Err(RuntimeError::TooSmall {
+            path: s.describe(),
+            offset: base,
+            end,
+            size: s.size(),
+        });
     }
     Ok(())
 }
@@ -49,18 +66,30 @@ fn check_area(s: &dyn Storage, base: u64, len: u64) -> Result<(), RuntimeError> 
 fn read(s: &mut dyn Storage, off: u64, len: usize, what: &str) -> Result<Vec<u8>, RuntimeError> {
     s.read_sync(off, len, DIRECT_IO_TIMEOUT)
         .map(|b| b.to_vec())
-        .map_err(|source| RuntimeError::Io { path: s.describe(), what: what.into(), source })
+        .map_err(|source| RuntimeError::Io {
+            path: s.describe(),
+            what: what.into(),
+            source,
+        })
 }
 
 fn write(s: &mut dyn Storage, off: u64, data: &[u8], what: &str) -> Result<(), RuntimeError> {
     s.write_sync(off, AlignedBuf::from_slice(data), DIRECT_IO_TIMEOUT)
-        .map_err(|source| RuntimeError::Io { path: s.describe(), what: what.into(), source })
+        .map_err(|source| RuntimeError::Io {
+            path: s.describe(),
+            what: what.into(),
+            source,
+        })
 }
 
 fn sector_of(g: &Geometry, s: &dyn Storage) -> Result<(), RuntimeError> {
     let device = s.sector_size().bytes();
     if g.sector() != device {
-        return Err(RuntimeError::SectorMismatch { path: s.describe(), area: g.sector(), device });
+        return Err(RuntimeError::SectorMismatch {
+            path: s.describe(),
+            area: g.sector(),
+            device,
+        });
     }
     Ok(())
 }
@@ -77,7 +106,12 @@ pub fn init_lockspace(
     nosplit_lease::format::check_io_timeout(io_timeout_ms).map_err(RuntimeError::IoTimeout)?;
     sector_of(&geometry, s)?;
     check_area(s, base, geometry.lockspace_len())?;
-    let header = LockspaceHeader { name, geometry, io_timeout_ms, uuid };
+    let header = LockspaceHeader {
+        name,
+        geometry,
+        io_timeout_ms,
+        uuid,
+    };
     let mut area = vec![0u8; (1 + geometry.max_hosts() as usize) * geometry.sector()];
     header.encode(&mut area[..geometry.sector()]);
     write(s, base, &area, "writing the lockspace")?;
@@ -94,7 +128,15 @@ pub fn init_resource(
 ) -> Result<Leader, RuntimeError> {
     sector_of(&geometry, s)?;
     check_area(s, base, geometry.resource_len())?;
-    let leader = Leader { lockspace, resource, geometry, lver: 0, owner: None, writer: None, write_time_ms: 0 };
+    let leader = Leader {
+        lockspace,
+        resource,
+        geometry,
+        lver: 0,
+        owner: None,
+        writer: None,
+        write_time_ms: 0,
+    };
     let mut area = vec![0u8; geometry.resource_used_len()];
     leader.encode(&mut area[..geometry.sector()]);
     write(s, base, &area, "writing the resource lease")?;
@@ -128,8 +170,11 @@ pub fn read_header(s: &mut dyn Storage, base: u64) -> Result<LockspaceHeader, Ru
     let sector = s.sector_size().bytes();
     check_area(s, base, sector as u64)?;
     let raw = read(s, base, sector, "reading the lockspace header")?;
-    let h = LockspaceHeader::decode(&raw)
-        .map_err(|source| RuntimeError::Format { path: s.describe(), offset: base, source })?;
+    let h = LockspaceHeader::decode(&raw).map_err(|source| RuntimeError::Format {
+        path: s.describe(),
+        offset: base,
+        source,
+    })?;
     sector_of(&h.geometry, s)?;
     check_area(s, base, h.geometry.lockspace_len())?;
     Ok(h)
@@ -139,7 +184,12 @@ pub fn read_header(s: &mut dyn Storage, base: u64) -> Result<LockspaceHeader, Ru
 pub fn read_lockspace(s: &mut dyn Storage, base: u64) -> Result<LockspaceDump, RuntimeError> {
     let header = read_header(s, base)?;
     let g = header.geometry;
-    let raw = read(s, base + g.sector() as u64, g.max_hosts() as usize * g.sector(), "reading host slots")?;
+    let raw = read(
+        s,
+        base + g.sector() as u64,
+        g.max_hosts() as usize * g.sector(),
+        "reading host slots",
+    )?;
     let mut slots = Vec::new();
     for (i, sec) in raw.chunks_exact(g.sector()).enumerate() {
         let host_id = u32::try_from(i + 1).unwrap_or(u32::MAX);
@@ -147,11 +197,23 @@ pub fn read_lockspace(s: &mut dyn Storage, base: u64) -> Result<LockspaceDump, R
             continue;
         }
         match HostSlot::decode(sec, host_id) {
-            Ok(slot) => slots.push(SlotDump { host_id, slot: Some(slot), error: None }),
-            Err(e) => slots.push(SlotDump { host_id, slot: None, error: Some(e.to_string()) }),
+            Ok(slot) => slots.push(SlotDump {
+                host_id,
+                slot: Some(slot),
+                error: None,
+            }),
+            Err(e) => slots.push(SlotDump {
+                host_id,
+                slot: None,
+                error: Some(e.to_string()),
+            }),
         }
     }
-    Ok(LockspaceDump { timing: Timing::from_io_timeout_ms(header.io_timeout_ms), header, slots })
+    Ok(LockspaceDump {
+        timing: Timing::from_io_timeout_ms(header.io_timeout_ms),
+        header,
+        slots,
+    })
 }
 
 /// Reads a whole resource lease (no lockspace needed).
@@ -159,14 +221,19 @@ pub fn read_resource(s: &mut dyn Storage, base: u64) -> Result<LeaseInfo, Runtim
     let sector = s.sector_size().bytes();
     check_area(s, base, sector as u64)?;
     let path = s.describe();
-    let fmt = |source, off| RuntimeError::Format { path: path.clone(), offset: off, source };
+    let fmt = |source, off| RuntimeError::Format {
+        path: path.clone(),
+        offset: off,
+        source,
+    };
     let raw = read(s, base, sector, "reading the leader record")?;
     let leader = Leader::decode(&raw).map_err(|e| fmt(e, base))?;
     let g = leader.geometry;
     sector_of(&g, s)?;
     check_area(s, base, g.resource_len())?;
     let raw = read(s, base, g.resource_used_len(), "reading the resource lease")?;
-    let request = Request::decode(&raw[sector..2 * sector]).map_err(|e| fmt(e, base + sector as u64))?;
+    let request =
+        Request::decode(&raw[sector..2 * sector]).map_err(|e| fmt(e, base + sector as u64))?;
     let mut ballots = Vec::new();
     for (i, sec) in raw[2 * sector..].chunks_exact(sector).enumerate() {
         let host = u32::try_from(i + 1).unwrap_or(u32::MAX);
@@ -177,9 +244,19 @@ pub fn read_resource(s: &mut dyn Storage, base: u64) -> Result<LeaseInfo, Runtim
     }
     let shared = ballots
         .iter()
-        .filter_map(|b| b.shared.map(|generation| OwnerId { host_id: b.host_id, generation }))
+        .filter_map(|b| {
+            b.shared.map(|generation| OwnerId {
+                host_id: b.host_id,
+                generation,
+            })
+        })
         .collect();
-    Ok(LeaseInfo { leader, request, ballots, shared })
+    Ok(LeaseInfo {
+        leader,
+        request,
+        ballots,
+        shared,
+    })
 }
 
 /// Joins the lockspace at `ls` as `host_id`; returns the running machine
@@ -207,27 +284,47 @@ pub fn join(
     let limit = timing.host_dead * 2 + timing.join_wait + timing.io_timeout * 4;
     let until = ls.storage.now() + limit;
     let events = pump_host(&mut host, ls, until, |e| {
-        matches!(e, HostEvent::Joined { .. } | HostEvent::JoinFailed(_) | HostEvent::Lost(_))
+        matches!(
+            e,
+            HostEvent::Joined { .. } | HostEvent::JoinFailed(_) | HostEvent::Lost(_)
+        )
     });
     let path = ls.storage.describe();
     match events.last() {
         Some(HostEvent::Joined { .. }) => Ok((host, events)),
-        Some(HostEvent::JoinFailed(e)) => Err(RuntimeError::Join { path, source: e.clone() }),
-        Some(HostEvent::Lost(r)) => Err(RuntimeError::HostLost { path, reason: r.to_string() }),
-        _ => Err(RuntimeError::Timeout { path, what: "join".into(), secs: limit.as_secs() }),
+        Some(HostEvent::JoinFailed(e)) => Err(RuntimeError::Join {
+            path,
+            source: e.clone(),
+        }),
+        Some(HostEvent::Lost(r)) => Err(RuntimeError::HostLost {
+            path,
+            reason: r.to_string(),
+        }),
+        _ => Err(RuntimeError::Timeout {
+            path,
+            what: "join".into(),
+            secs: limit.as_secs(),
+        }),
     }
 }
 
 /// Leaves: marks the slot released. Every lease must be released first.
 pub fn leave(host: &mut HostLease, ls: &mut AreaRef<'_>) -> Result<(), RuntimeError> {
     host.request_leave();
-    let limit = host.timing().map(|t| t.io_timeout * 4).unwrap_or(DIRECT_IO_TIMEOUT);
+    let limit = host
+        .timing()
+        .map(|t| t.io_timeout * 4)
+        .unwrap_or(DIRECT_IO_TIMEOUT);
     let until = ls.storage.now() + limit;
     let events = pump_host(host, ls, until, |e| matches!(e, HostEvent::Left));
     if events.iter().any(|e| matches!(e, HostEvent::Left)) {
         Ok(())
     } else {
-        Err(RuntimeError::Timeout { path: ls.storage.describe(), what: "leave".into(), secs: limit.as_secs() })
+        Err(RuntimeError::Timeout {
+            path: ls.storage.describe(),
+            what: "leave".into(),
+            secs: limit.as_secs(),
+        })
     }
 }
 
@@ -246,33 +343,54 @@ impl Direct {
     /// Reads the lockspace header and checks that `me` is the incarnation
     /// its host slot shows (direct operations do not renew the host lease;
     /// the slot must belong to a joined host).
-    pub fn prepare(ls: &mut AreaRef<'_>, resource: Name, me: OwnerId) -> Result<Direct, RuntimeError> {
+    pub fn prepare(
+        ls: &mut AreaRef<'_>,
+        resource: Name,
+        me: OwnerId,
+    ) -> Result<Direct, RuntimeError> {
         let header = read_header(ls.storage, ls.base)?;
         let g = header.geometry;
         if !g.valid_host(me.host_id) {
-            let source = nosplit_lease::host::JoinError::HostId { host_id: me.host_id, max_hosts: g.max_hosts() };
-            return Err(RuntimeError::Join { path: ls.storage.describe(), source });
+            let source = nosplit_lease::host::JoinError::HostId {
+                host_id: me.host_id,
+                max_hosts: g.max_hosts(),
+            };
+            return Err(RuntimeError::Join {
+                path: ls.storage.describe(),
+                source,
+            });
         }
         let off = ls.base + g.host_slot_offset(me.host_id);
         let raw = read(ls.storage, off, g.sector(), "reading our host slot")?;
         let slot = if is_blank(&raw) {
             None
         } else {
-            Some(HostSlot::decode(&raw, me.host_id).map_err(|source| RuntimeError::Format {
-                path: ls.storage.describe(),
-                offset: off,
-                source,
-            })?)
+            Some(
+                HostSlot::decode(&raw, me.host_id).map_err(|source| RuntimeError::Format {
+                    path: ls.storage.describe(),
+                    offset: off,
+                    source,
+                })?,
+            )
         };
         match slot {
-            Some(s) if s.generation == me.generation && !s.released => Ok(Direct { header, resource, me }),
+            Some(s) if s.generation == me.generation && !s.released => Ok(Direct {
+                header,
+                resource,
+                me,
+            }),
             other => Err(RuntimeError::HostLost {
                 path: ls.storage.describe(),
                 reason: format!(
                     "host {} generation {} has not joined (slot shows {})",
                     me.host_id,
                     me.generation,
-                    other.map(|s| format!("gen {}{}", s.generation, if s.released { ", released" } else { "" }))
+                    other
+                        .map(|s| format!(
+                            "gen {}{}",
+                            s.generation,
+                            if s.released { ", released" } else { "" }
+                        ))
                         .unwrap_or_else(|| "nothing".into())
                 ),
             }),
@@ -301,7 +419,10 @@ impl Direct {
     ) -> Result<OpResult, RuntimeError> {
         check_area(res.storage, res.base, self.header.geometry.resource_len())?;
         let mut op = ResourceOp::new(self.spec(), self.me, kind, self.timing(), rand::random());
-        run_op(&mut op, ls, res, view).map_err(|source| RuntimeError::Lease { path: res.storage.describe(), source })
+        run_op(&mut op, ls, res, view).map_err(|source| RuntimeError::Lease {
+            path: res.storage.describe(),
+            source,
+        })
     }
 
     /// Acquires; with `wait`, retries a busy lease until its owner is dead
@@ -315,13 +436,18 @@ impl Direct {
         res: &mut AreaRef<'_>,
         view: &mut HostView,
     ) -> Result<OpResult, RuntimeError> {
-        let kind = OpKind::Acquire { mode, expect_lver, revalidate: false };
+        let kind = OpKind::Acquire {
+            mode,
+            expect_lver,
+            revalidate: false,
+        };
         let give_up = wait.map(|w| res.storage.now() + w);
         loop {
             match self.run(kind, ls, res, view) {
-                Err(RuntimeError::Lease { source: LeaseError::Busy { .. } | LeaseError::BusyShared(_), .. })
-                    if give_up.is_some_and(|g| res.storage.now() < g) =>
-                {
+                Err(RuntimeError::Lease {
+                    source: LeaseError::Busy { .. } | LeaseError::BusyShared(_),
+                    ..
+                }) if give_up.is_some_and(|g| res.storage.now() < g) => {
                     // Poll at the renewal interval: each retry re-reads the
                     // owner's slot, which is what makes it DEAD eventually.
                     let until = res.storage.now() + self.timing().renew_interval;

@@ -24,9 +24,16 @@ pub fn to_request(cmd: &IoCmd, base: u64) -> IoRequest {
     let offset = base + cmd.offset;
     let op = match &cmd.kind {
         IoKind::Read(len) => IoOp::Read { offset, len: *len },
-        IoKind::Write(data) => IoOp::Write { offset, data: AlignedBuf::from_slice(data) },
+        IoKind::Write(data) => IoOp::Write {
+            offset,
+            data: AlignedBuf::from_slice(data),
+        },
     };
-    IoRequest { id: IoId(cmd.id), op, deadline: cmd.deadline }
+    IoRequest {
+        id: IoId(cmd.id),
+        op,
+        deadline: cmd.deadline,
+    }
 }
 
 /// Converts a completion into machine input.
@@ -36,7 +43,10 @@ pub fn to_done(c: IoCompletion) -> IoDone {
         Ok(IoOk::Written) => IoOutcome::Written,
         Err(e) => IoOutcome::Failed(e.to_string()),
     };
-    IoDone { id: c.id.0, outcome }
+    IoDone {
+        id: c.id.0,
+        outcome,
+    }
 }
 
 /// Runs `op` to completion. The lockspace and resource areas may live on
@@ -65,7 +75,11 @@ pub fn run_op(
             }
         }
         let until = op.next_wakeup();
-        let done = if on_ls { ls.storage.wait(until) } else { res.storage.wait(until) };
+        let done = if on_ls {
+            ls.storage.wait(until)
+        } else {
+            res.storage.wait(until)
+        };
         if let Some(c) = done {
             input = Input::Done(to_done(c));
         }

@@ -81,7 +81,12 @@ impl HostRunner {
             lock(&state).failure = Some("cannot spawn the renewal thread".into());
             lock(&state).done = true;
         }
-        HostRunner { state, stop, leave, thread }
+        HostRunner {
+            state,
+            stop,
+            leave,
+            thread,
+        }
     }
 
     /// A snapshot of the published state.

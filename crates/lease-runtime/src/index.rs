@@ -11,21 +11,34 @@ use crate::direct::DIRECT_IO_TIMEOUT;
 use crate::RuntimeError;
 
 fn io_err(s: &dyn Storage, what: &str, source: nosplit_storage::IoError) -> RuntimeError {
-    RuntimeError::Io { path: s.describe(), what: what.into(), source }
+    RuntimeError::Io {
+        path: s.describe(),
+        what: what.into(),
+        source,
+    }
 }
 
 fn idx_err(s: &dyn Storage, source: IndexError) -> RuntimeError {
-    RuntimeError::Index { path: s.describe(), source }
+    RuntimeError::Index {
+        path: s.describe(),
+        source,
+    }
 }
 
 fn read(s: &mut dyn Storage, off: u64, len: usize, what: &str) -> Result<Vec<u8>, RuntimeError> {
-    s.read_sync(off, len, DIRECT_IO_TIMEOUT).map(|b| b.to_vec()).map_err(|e| io_err(s, what, e))
+    s.read_sync(off, len, DIRECT_IO_TIMEOUT)
+        .map(|b| b.to_vec())
+        .map_err(|e| io_err(s, what, e))
 }
 
 fn apply(s: &mut dyn Storage, base: u64, writes: &[Write]) -> Result<(), RuntimeError> {
     for w in writes {
-        s.write_sync(base + w.offset, AlignedBuf::from_slice(&w.data), DIRECT_IO_TIMEOUT)
-            .map_err(|e| io_err(s, "writing the lease index", e))?;
+        s.write_sync(
+            base + w.offset,
+            AlignedBuf::from_slice(&w.data),
+            DIRECT_IO_TIMEOUT,
+        )
+        .map_err(|e| io_err(s, "writing the lease index", e))?;
     }
     Ok(())
 }
@@ -33,18 +46,33 @@ fn apply(s: &mut dyn Storage, base: u64, writes: &[Write]) -> Result<(), Runtime
 fn check_fits(s: &dyn Storage, base: u64, header: &IndexHeader) -> Result<(), RuntimeError> {
     let device = s.sector_size().bytes();
     if header.geometry.sector() != device {
-        return Err(RuntimeError::SectorMismatch { path: s.describe(), area: header.geometry.sector(), device });
+        return Err(RuntimeError::SectorMismatch {
+            path: s.describe(),
+            area: header.geometry.sector(),
+            device,
+        });
     }
     let end = base.saturating_add(header.total_len());
-    if end > s.size() || base % device as u64 != 0 {
-        return Err(RuntimeError::TooSmall { path: s.describe(), offset: base, end, size: s.size() });
+    if end > s.size() || !base.is_multiple_of(device as u64) {
+        return Err(RuntimeError::TooSmall {
+            path: s.describe(),
+            offset: base,
+            end,
+            size: s.size(),
+        });
     }
     Ok(())
 }
 
 /// Bytes an index of `slots` slots needs.
 pub fn index_len(lockspace: &Name, geometry: Geometry, slots: u32) -> u64 {
-    IndexHeader { lockspace: lockspace.clone(), geometry, slots, rebuilding: false }.total_len()
+    IndexHeader {
+        lockspace: lockspace.clone(),
+        geometry,
+        slots,
+        rebuilding: false,
+    }
+    .total_len()
 }
 
 /// Writes a new, empty index at `base`.
@@ -69,11 +97,19 @@ pub fn init(
 pub fn load(s: &mut dyn Storage, base: u64) -> Result<IndexTable, RuntimeError> {
     let sector = s.sector_size().bytes();
     let first = read(s, base, sector, "reading the index header")?;
-    let header = IndexHeader::decode(&first)
-        .map_err(|source| RuntimeError::Format { path: s.describe(), offset: base, source })?;
+    let header = IndexHeader::decode(&first).map_err(|source| RuntimeError::Format {
+        path: s.describe(),
+        offset: base,
+        source,
+    })?;
     check_fits(s, base, &header)?;
     let len = usize::try_from(header.table_len()).unwrap_or(usize::MAX);
-    let table = read(s, base + header.table_offset(), len, "reading the index table")?;
+    let table = read(
+        s,
+        base + header.table_offset(),
+        len,
+        "reading the index table",
+    )?;
     IndexTable::decode(&first, &table).map_err(|e| idx_err(s, e))
 }
 
@@ -88,16 +124,26 @@ pub fn add(s: &mut dyn Storage, base: u64, name: &Name) -> Result<(u32, u64), Ru
 /// Looks `name` up; returns its slot and the slot's byte offset.
 pub fn lookup(s: &mut dyn Storage, base: u64, name: &Name) -> Result<(u32, u64), RuntimeError> {
     let t = load(s, base)?;
-    let slot = t.find(name).ok_or_else(|| idx_err(s, IndexError::NotFound(name.clone())))?;
+    if t.header.rebuilding {
+        let e = IndexError::NeedsRebuild("an earlier rebuild did not finish".into());
+        return Err(idx_err(s, e));
+    }
+    let slot = t
+        .find(name)
+        .ok_or_else(|| idx_err(s, IndexError::NotFound(name.clone())))?;
     Ok((slot, base + t.header.slot_offset(slot)))
 }
 
 /// Removes `name`; refuses while its lease is held.
 pub fn remove(s: &mut dyn Storage, base: u64, name: &Name) -> Result<u32, RuntimeError> {
     let mut t = load(s, base)?;
-    let slot = t.find(name).ok_or_else(|| idx_err(s, IndexError::NotFound(name.clone())))?;
+    let slot = t
+        .find(name)
+        .ok_or_else(|| idx_err(s, IndexError::NotFound(name.clone())))?;
     let info = crate::direct::read_resource(s, base + t.header.slot_offset(slot))?;
-    let (slot, writes) = t.plan_remove(name, &info.leader, info.shared.len()).map_err(|e| idx_err(s, e))?;
+    let (slot, writes) = t
+        .plan_remove(name, &info.leader, info.shared.len())
+        .map_err(|e| idx_err(s, e))?;
     apply(s, base, &writes)?;
     Ok(slot)
 }
@@ -106,25 +152,41 @@ pub fn remove(s: &mut dyn Storage, base: u64, name: &Name) -> Result<u32, Runtim
 pub fn rebuild(s: &mut dyn Storage, base: u64) -> Result<RebuildReport, RuntimeError> {
     let sector = s.sector_size().bytes();
     let first = read(s, base, sector, "reading the index header")?;
-    let header = IndexHeader::decode(&first)
-        .map_err(|source| RuntimeError::Format { path: s.describe(), offset: base, source })?;
+    let header = IndexHeader::decode(&first).map_err(|source| RuntimeError::Format {
+        path: s.describe(),
+        offset: base,
+        source,
+    })?;
     check_fits(s, base, &header)?;
     let mut leaders = Vec::with_capacity(header.slots as usize);
     for k in 0..header.slots {
-        leaders.push(read(s, base + header.slot_offset(k), sector, "reading a slot's leader")?);
+        leaders.push(read(
+            s,
+            base + header.slot_offset(k),
+            sector,
+            "reading a slot's leader",
+        )?);
     }
     let (writes, report) = IndexTable::rebuild(&header, &leaders);
     apply(s, base, &writes)?;
     Ok(report)
 }
 
+/// A used slot and its leader record (or why it does not decode).
+pub type SlotLeader = (u32, Result<Leader, String>);
+
 /// The leader of every used slot, for listings.
-pub fn list(s: &mut dyn Storage, base: u64) -> Result<(IndexTable, Vec<(u32, Result<Leader, String>)>), RuntimeError> {
+pub fn list(s: &mut dyn Storage, base: u64) -> Result<(IndexTable, Vec<SlotLeader>), RuntimeError> {
     let t = load(s, base)?;
     let sector = s.sector_size().bytes();
     let mut out = Vec::new();
     for (_, slot) in t.used() {
-        let raw = read(s, base + t.header.slot_offset(slot), sector, "reading a slot's leader")?;
+        let raw = read(
+            s,
+            base + t.header.slot_offset(slot),
+            sector,
+            "reading a slot's leader",
+        )?;
         out.push((slot, Leader::decode(&raw).map_err(|e| e.to_string())));
     }
     Ok((t, out))

@@ -28,7 +28,10 @@ impl Target {
             Some(_) => return Err(bad()),
             None => (s, 0),
         };
-        Ok(Target { path: PathBuf::from(path), offset })
+        Ok(Target {
+            path: PathBuf::from(path),
+            offset,
+        })
     }
 }
 
@@ -65,9 +68,18 @@ mod tests {
 
     #[test]
     fn parses() {
-        assert_eq!(Target::parse("/a/b").unwrap(), Target { path: "/a/b".into(), offset: 0 });
+        assert_eq!(
+            Target::parse("/a/b").unwrap(),
+            Target {
+                path: "/a/b".into(),
+                offset: 0
+            }
+        );
         assert_eq!(Target::parse("/a:1M").unwrap().offset, 1 << 20);
-        assert_eq!(Target::parse("x:y:4096").unwrap().path, PathBuf::from("x:y"));
+        assert_eq!(
+            Target::parse("x:y:4096").unwrap().path,
+            PathBuf::from("x:y")
+        );
         for bad in ["", ":1", "/a:", "/a:1X", "/a:-1", "/a:99999999999999999999"] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }

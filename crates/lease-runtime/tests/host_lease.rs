@@ -11,7 +11,11 @@ use nosplit_storage::sim::Faults;
 const NEW: JoinMode = JoinMode::New { prior_gone: false };
 
 fn joined_at(c: &mut Cluster, id: u32) -> Option<MonoTime> {
-    c.node(id).events.iter().find(|(_, e)| matches!(e, HostEvent::Joined { .. })).map(|(t, _)| *t)
+    c.node(id)
+        .events
+        .iter()
+        .find(|(_, e)| matches!(e, HostEvent::Joined { .. }))
+        .map(|(t, _)| *t)
 }
 
 fn join_failure(c: &mut Cluster, id: u32) -> Option<JoinError> {
@@ -28,8 +32,14 @@ fn fresh_join_takes_the_collision_wait_and_no_more() {
     c.run_for(Duration::from_secs(5));
     let t = joined_at(&mut c, 1).expect("joined");
     let wait = c.timing.join_wait;
-    assert!(t >= MonoTime::ZERO + wait, "joined at {t:?} before the wait {wait:?}");
-    assert!(t <= MonoTime::ZERO + wait + Duration::from_millis(10), "joined at {t:?}");
+    assert!(
+        t >= MonoTime::ZERO + wait,
+        "joined at {t:?} before the wait {wait:?}"
+    );
+    assert!(
+        t <= MonoTime::ZERO + wait + Duration::from_millis(10),
+        "joined at {t:?}"
+    );
     assert_eq!(c.node(1).owner().map(|o| o.generation), Some(1));
 }
 
@@ -56,10 +66,15 @@ fn simultaneous_joins_with_one_id_let_exactly_one_win() {
         };
         c.node(2).lease = Some(nosplit_lease::host::HostLease::new(cfg));
         c.run_for(Duration::from_secs(8));
-        let a = joined_at(&mut c, 1).is_some() && c.node(1).lease.as_ref().is_some_and(|l| !l.is_done());
-        let b = joined_at(&mut c, 2).is_some() && c.node(2).lease.as_ref().is_some_and(|l| !l.is_done());
+        let a = joined_at(&mut c, 1).is_some()
+            && c.node(1).lease.as_ref().is_some_and(|l| !l.is_done());
+        let b = joined_at(&mut c, 2).is_some()
+            && c.node(2).lease.as_ref().is_some_and(|l| !l.is_done());
         assert!(!(a && b), "seed {seed}: both hosts hold host id 1");
-        assert!(a || b || join_failure(&mut c, 1).is_some(), "seed {seed}: nobody decided");
+        assert!(
+            a || b || join_failure(&mut c, 1).is_some(),
+            "seed {seed}: nobody decided"
+        );
     }
 }
 
@@ -80,7 +95,11 @@ fn a_live_host_keeps_its_id() {
     };
     c.node(2).lease = Some(nosplit_lease::host::HostLease::new(cfg));
     c.run_for(Duration::from_secs(10));
-    assert!(matches!(join_failure(&mut c, 2), Some(JoinError::InUse { .. })), "{:?}", c.node(2).events);
+    assert!(
+        matches!(join_failure(&mut c, 2), Some(JoinError::InUse { .. })),
+        "{:?}",
+        c.node(2).events
+    );
     assert!(c.node(1).joined(), "the live owner was disturbed");
 }
 
@@ -103,7 +122,11 @@ fn a_dead_hosts_id_is_taken_only_after_host_dead() {
     c.node(2).lease = Some(nosplit_lease::host::HostLease::new(cfg));
     c.run_for(Duration::from_secs(15));
     let t = joined_at(&mut c, 2).expect("joined after the owner died");
-    assert!(t >= off + c.timing.host_dead, "joined {:?} after power-off", t - off);
+    assert!(
+        t >= off + c.timing.host_dead,
+        "joined {:?} after power-off",
+        t - off
+    );
     assert_eq!(c.node(2).owner().map(|o| o.generation), Some(2));
 }
 
@@ -120,7 +143,11 @@ fn rejoin_after_own_crash_with_local_evidence_is_fast() {
     c.run_for(Duration::from_secs(4));
     let t = joined_at(&mut c, 1).expect("rejoined");
     // The target: at most 2 x io_timeout + 1 s, also after an unclean stop.
-    assert!(t - t0 <= c.timing.io_timeout * 2 + Duration::from_secs(1), "took {:?}", t - t0);
+    assert!(
+        t - t0 <= c.timing.io_timeout * 2 + Duration::from_secs(1),
+        "took {:?}",
+        t - t0
+    );
     assert_eq!(c.node(1).owner().map(|o| o.generation), Some(2));
 }
 
@@ -142,7 +169,10 @@ fn resume_keeps_the_generation_and_needs_no_wait() {
     c.node(1).events.clear();
     c.join(1, JoinMode::Resume { generation: 7 });
     c.run_for(Duration::from_millis(100));
-    assert!(matches!(join_failure(&mut c, 1), Some(JoinError::ResumeMismatch { asked: 7, .. })));
+    assert!(matches!(
+        join_failure(&mut c, 1),
+        Some(JoinError::ResumeMismatch { asked: 7, .. })
+    ));
 }
 
 #[test]
@@ -154,7 +184,12 @@ fn hung_storage_fails_renewal_on_time_and_voids_the_incarnation() {
     c.node(1).handle.set_faults(Faults::hung());
     c.run_for(Duration::from_secs(8));
     let ev = c.node(1).events.clone();
-    let at = |f: fn(&HostEvent) -> bool| ev.iter().find(|(_, e)| f(e)).map(|(t, _)| *t).expect("event");
+    let at = |f: fn(&HostEvent) -> bool| {
+        ev.iter()
+            .find(|(_, e)| f(e))
+            .map(|(t, _)| *t)
+            .expect("event")
+    };
     let last_ok = ev
         .iter()
         .filter(|(_, e)| matches!(e, HostEvent::RenewalOk { .. }))
@@ -170,8 +205,16 @@ fn hung_storage_fails_renewal_on_time_and_voids_the_incarnation() {
     let base = deadline - t.kill_deadline; // issue time of the last good renewal
     assert!(last_ok.is_none_or(|ok| ok >= base));
     let tol = Duration::from_millis(1);
-    for (got, want) in [(warn, t.renew_warn), (fail, t.renew_fail), (kill, t.sigkill_after)] {
-        assert!(got - base >= want && got - base <= want + tol, "{:?} vs {want:?}", got - base);
+    for (got, want) in [
+        (warn, t.renew_warn),
+        (fail, t.renew_fail),
+        (kill, t.sigkill_after),
+    ] {
+        assert!(
+            got - base >= want && got - base <= want + tol,
+            "{:?} vs {want:?}",
+            got - base
+        );
     }
     assert_eq!(lost, deadline);
     assert!(c.node(1).lease.as_ref().is_some_and(|l| l.is_done()));
@@ -189,8 +232,14 @@ fn scans_read_only_slots_in_use() {
     let renewals = (s1.writes - s0.writes) as f64;
     let per = (s1.bytes_read - s0.bytes_read) as f64 / renewals;
     // 8 host ids, 2 in use: most scans read 2 sectors, one in 8 reads all 8.
-    assert!(per < (2.0 * 7.0 + 8.0) / 8.0 * 512.0 + 1.0, "{per} bytes read per renewal");
-    assert_eq!((s1.bytes_written - s0.bytes_written) as f64 / renewals, 512.0);
+    assert!(
+        per < (2.0 * 7.0 + 8.0) / 8.0 * 512.0 + 1.0,
+        "{per} bytes read per renewal"
+    );
+    assert_eq!(
+        (s1.bytes_written - s0.bytes_written) as f64 / renewals,
+        512.0
+    );
 }
 
 #[test]
@@ -200,7 +249,11 @@ fn leave_frees_the_id_and_an_overwritten_slot_is_lost() {
     c.run_for(Duration::from_secs(3));
     c.node(1).lease.as_mut().unwrap().request_leave();
     c.run_for(Duration::from_millis(100));
-    assert!(c.node(1).events.iter().any(|(_, e)| matches!(e, HostEvent::Left)));
+    assert!(c
+        .node(1)
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, HostEvent::Left)));
     // Rejoin as another name without waiting: the slot was released.
     c.node(1).lease = None;
     c.node(1).events.clear();
@@ -212,37 +265,57 @@ fn leave_frees_the_id_and_an_overwritten_slot_is_lost() {
     raw[24] ^= 0xff; // corrupt seq: checksum fails
     c.disk.write_raw(512, &raw);
     c.run_for(Duration::from_secs(2));
-    assert!(c.node(1).events.iter().any(|(_, e)| matches!(e, HostEvent::Lost(LostReason::Corrupted(_)))));
+    assert!(c
+        .node(1)
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, HostEvent::Lost(LostReason::Corrupted(_)))));
 }
 
 #[test]
 fn bad_lockspaces_fail_the_join_with_a_clear_error() {
     let mut c = Cluster::new(9, 1, 1000);
     c.join(1, NEW);
-    c.node(1).lease = Some(nosplit_lease::host::HostLease::new(nosplit_lease::host::HostLeaseConfig {
-        lockspace: "other".parse().unwrap(),
-        host_id: 1,
-        host_name: "h1".parse().unwrap(),
-        sector_size: 512,
-        mode: NEW,
-        bootstrap_timeout: Duration::from_secs(1),
-    }));
+    c.node(1).lease = Some(nosplit_lease::host::HostLease::new(
+        nosplit_lease::host::HostLeaseConfig {
+            lockspace: "other".parse().unwrap(),
+            host_id: 1,
+            host_name: "h1".parse().unwrap(),
+            sector_size: 512,
+            mode: NEW,
+            bootstrap_timeout: Duration::from_secs(1),
+        },
+    ));
     c.run_for(Duration::from_millis(50));
-    assert!(matches!(join_failure(&mut c, 1), Some(JoinError::WrongLockspace { .. })));
+    assert!(matches!(
+        join_failure(&mut c, 1),
+        Some(JoinError::WrongLockspace { .. })
+    ));
     c.node(1).events.clear();
-    c.node(1).lease = Some(nosplit_lease::host::HostLease::new(nosplit_lease::host::HostLeaseConfig {
-        lockspace: "simls".parse().unwrap(),
-        host_id: 9,
-        host_name: "h1".parse().unwrap(),
-        sector_size: 512,
-        mode: NEW,
-        bootstrap_timeout: Duration::from_secs(1),
-    }));
+    c.node(1).lease = Some(nosplit_lease::host::HostLease::new(
+        nosplit_lease::host::HostLeaseConfig {
+            lockspace: "simls".parse().unwrap(),
+            host_id: 9,
+            host_name: "h1".parse().unwrap(),
+            sector_size: 512,
+            mode: NEW,
+            bootstrap_timeout: Duration::from_secs(1),
+        },
+    ));
     c.run_for(Duration::from_millis(50));
-    assert!(matches!(join_failure(&mut c, 1), Some(JoinError::HostId { host_id: 9, max_hosts: 8 })));
+    assert!(matches!(
+        join_failure(&mut c, 1),
+        Some(JoinError::HostId {
+            host_id: 9,
+            max_hosts: 8
+        })
+    ));
     c.node(1).events.clear();
     c.disk.write_raw(0, &[0xAB; 512]);
     c.join(1, NEW);
     c.run_for(Duration::from_millis(50));
-    assert!(matches!(join_failure(&mut c, 1), Some(JoinError::Header(_))));
+    assert!(matches!(
+        join_failure(&mut c, 1),
+        Some(JoinError::Header(_))
+    ));
 }

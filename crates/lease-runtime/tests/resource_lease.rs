@@ -9,10 +9,22 @@ use nosplit_lease_runtime::sim::Cluster;
 use nosplit_storage::sim::Faults;
 
 const NEW: JoinMode = JoinMode::New { prior_gone: false };
-const EX: OpKind = OpKind::Acquire { mode: LeaseMode::Exclusive, expect_lver: None, revalidate: false };
-const SH: OpKind = OpKind::Acquire { mode: LeaseMode::Shared, expect_lver: None, revalidate: false };
-const REL: OpKind = OpKind::Release { mode: LeaseMode::Exclusive };
-const REL_SH: OpKind = OpKind::Release { mode: LeaseMode::Shared };
+const EX: OpKind = OpKind::Acquire {
+    mode: LeaseMode::Exclusive,
+    expect_lver: None,
+    revalidate: false,
+};
+const SH: OpKind = OpKind::Acquire {
+    mode: LeaseMode::Shared,
+    expect_lver: None,
+    revalidate: false,
+};
+const REL: OpKind = OpKind::Release {
+    mode: LeaseMode::Exclusive,
+};
+const REL_SH: OpKind = OpKind::Release {
+    mode: LeaseMode::Shared,
+};
 const LIMIT: Duration = Duration::from_secs(5);
 
 fn cluster(seed: u64, hosts: u32) -> Cluster {
@@ -35,14 +47,31 @@ fn op(c: &mut Cluster, id: u32, kind: OpKind) -> Result<OpResult, LeaseError> {
 #[test]
 fn acquire_release_reacquire_bumps_the_version() {
     let mut c = cluster(1, 2);
-    assert!(matches!(op(&mut c, 1, EX), Ok(OpResult::Acquired { lver: 1, already: false, .. })));
+    assert!(matches!(
+        op(&mut c, 1, EX),
+        Ok(OpResult::Acquired {
+            lver: 1,
+            already: false,
+            ..
+        })
+    ));
     let l = c.leader().unwrap();
     assert_eq!(l.owner, c.node(1).owner());
     // Acquiring again is idempotent.
-    assert!(matches!(op(&mut c, 1, EX), Ok(OpResult::Acquired { lver: 1, already: true, .. })));
+    assert!(matches!(
+        op(&mut c, 1, EX),
+        Ok(OpResult::Acquired {
+            lver: 1,
+            already: true,
+            ..
+        })
+    ));
     assert!(matches!(op(&mut c, 1, REL), Ok(OpResult::Released)));
     assert_eq!(c.leader().unwrap().owner, None);
-    assert!(matches!(op(&mut c, 2, EX), Ok(OpResult::Acquired { lver: 2, .. })));
+    assert!(matches!(
+        op(&mut c, 2, EX),
+        Ok(OpResult::Acquired { lver: 2, .. })
+    ));
 }
 
 #[test]
@@ -50,31 +79,62 @@ fn a_live_owner_keeps_its_lease() {
     let mut c = cluster(2, 2);
     op(&mut c, 1, EX).unwrap();
     match op(&mut c, 2, EX) {
-        Err(LeaseError::Busy { owner, state: Liveness::Live, dead_in }) => {
+        Err(LeaseError::Busy {
+            owner,
+            state: Liveness::Live,
+            dead_in,
+        }) => {
             assert_eq!(Some(owner), c.node(1).owner());
             assert!(dead_in.is_some());
         }
         other => panic!("{other:?}"),
     }
     // Release by a non-owner changes nothing.
-    assert!(matches!(op(&mut c, 2, REL), Err(LeaseError::NotOwner(Some(_)))));
+    assert!(matches!(
+        op(&mut c, 2, REL),
+        Err(LeaseError::NotOwner(Some(_)))
+    ));
     assert_eq!(c.leader().unwrap().owner, c.node(1).owner());
 }
 
 #[test]
 fn expected_version_is_enforced() {
     let mut c = cluster(3, 1);
-    let k = |v| OpKind::Acquire { mode: LeaseMode::Exclusive, expect_lver: Some(v), revalidate: false };
-    assert_eq!(op(&mut c, 1, k(5)), Err(LeaseError::VersionMismatch { expected: 5, found: 0 }));
-    assert!(matches!(op(&mut c, 1, k(0)), Ok(OpResult::Acquired { lver: 1, .. })));
+    let k = |v| OpKind::Acquire {
+        mode: LeaseMode::Exclusive,
+        expect_lver: Some(v),
+        revalidate: false,
+    };
+    assert_eq!(
+        op(&mut c, 1, k(5)),
+        Err(LeaseError::VersionMismatch {
+            expected: 5,
+            found: 0
+        })
+    );
+    assert!(matches!(
+        op(&mut c, 1, k(0)),
+        Ok(OpResult::Acquired { lver: 1, .. })
+    ));
 }
 
 #[test]
 fn revalidation_runs_a_fresh_ballot_at_the_same_owner() {
     let mut c = cluster(4, 1);
     op(&mut c, 1, EX).unwrap();
-    let k = OpKind::Acquire { mode: LeaseMode::Exclusive, expect_lver: None, revalidate: true };
-    assert!(matches!(op(&mut c, 1, k), Ok(OpResult::Acquired { lver: 2, already: false, .. })));
+    let k = OpKind::Acquire {
+        mode: LeaseMode::Exclusive,
+        expect_lver: None,
+        revalidate: true,
+    };
+    assert!(matches!(
+        op(&mut c, 1, k),
+        Ok(OpResult::Acquired {
+            lver: 2,
+            already: false,
+            ..
+        })
+    ));
     assert_eq!(c.leader().unwrap().owner, c.node(1).owner());
 }
 
@@ -100,8 +160,16 @@ fn takeover_waits_for_host_dead_after_the_last_renewal() {
     assert_eq!(lver, 2);
     // Never before the owner could have stopped its holders (and been
     // reset by the watchdog): host_dead after its last renewal write.
-    assert!(t - last >= c.timing.host_dead, "taken {:?} after the last renewal", t - last);
-    assert!(t - last <= c.timing.host_dead + Duration::from_secs(2), "slow takeover: {:?}", t - last);
+    assert!(
+        t - last >= c.timing.host_dead,
+        "taken {:?} after the last renewal",
+        t - last
+    );
+    assert!(
+        t - last <= c.timing.host_dead + Duration::from_secs(2),
+        "slow takeover: {:?}",
+        t - last
+    );
 }
 
 #[test]
@@ -131,7 +199,10 @@ fn concurrent_acquires_have_one_winner() {
         assert!(winners.len() <= 1, "seed {seed}: winners {winners:?}");
         for n in &c.nodes {
             if let Some((_, Err(e))) = n.results.last() {
-                assert!(matches!(e, LeaseError::Busy { .. } | LeaseError::Contended(_)), "seed {seed}: {e:?}");
+                assert!(
+                    matches!(e, LeaseError::Busy { .. } | LeaseError::Contended(_)),
+                    "seed {seed}: {e:?}"
+                );
             }
         }
         if let Some(&w) = winners.first() {
@@ -139,21 +210,39 @@ fn concurrent_acquires_have_one_winner() {
             assert_eq!(c.leader().unwrap().owner.map(|o| o.host_id), Some(w));
         }
     }
-    assert!(rounds_won >= 50, "only {rounds_won} of 60 contended rounds had a winner");
+    assert!(
+        rounds_won >= 50,
+        "only {rounds_won} of 60 contended rounds had a winner"
+    );
 }
 
 #[test]
 fn shared_holders_coexist_and_exclude_exclusive() {
     let mut c = cluster(6, 3);
-    assert!(matches!(op(&mut c, 1, SH), Ok(OpResult::Acquired { mode: LeaseMode::Shared, .. })));
-    assert!(matches!(op(&mut c, 2, SH), Ok(OpResult::Acquired { mode: LeaseMode::Shared, .. })));
+    assert!(matches!(
+        op(&mut c, 1, SH),
+        Ok(OpResult::Acquired {
+            mode: LeaseMode::Shared,
+            ..
+        })
+    ));
+    assert!(matches!(
+        op(&mut c, 2, SH),
+        Ok(OpResult::Acquired {
+            mode: LeaseMode::Shared,
+            ..
+        })
+    ));
     assert_eq!(c.leader().unwrap().owner, None);
     match op(&mut c, 3, EX) {
         Err(LeaseError::BusyShared(h)) => assert_eq!(h.len(), 2),
         other => panic!("{other:?}"),
     }
     // A shared holder cannot also take it exclusively.
-    assert_eq!(op(&mut c, 1, EX), Err(LeaseError::OtherMode(LeaseMode::Shared)));
+    assert_eq!(
+        op(&mut c, 1, EX),
+        Err(LeaseError::OtherMode(LeaseMode::Shared))
+    );
     op(&mut c, 1, REL_SH).unwrap();
     op(&mut c, 2, REL_SH).unwrap();
     assert!(matches!(op(&mut c, 3, EX), Ok(OpResult::Acquired { .. })));
@@ -187,7 +276,15 @@ fn corrupted_sectors_are_reported_and_nothing_is_written() {
     let g = c.spec.geometry;
     let off = c.res_base + g.ballot_offset(2);
     let mut raw = vec![0u8; 512];
-    nosplit_lease::format::Ballot { host_id: 2, lver: 1, mbal: 10, bal: 0, inp: None, shared: None }.encode(&mut raw);
+    nosplit_lease::format::Ballot {
+        host_id: 2,
+        lver: 1,
+        mbal: 10,
+        bal: 0,
+        inp: None,
+        shared: None,
+    }
+    .encode(&mut raw);
     raw[20] ^= 1;
     c.disk.write_raw(off, &raw);
     let before = c.disk.read_raw(c.res_base, g.resource_used_len());

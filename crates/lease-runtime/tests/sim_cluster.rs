@@ -22,13 +22,20 @@ fn protected_cluster_never_splits_under_faults() {
     let (mut ex, mut sh, mut take, mut killed, mut overlaps) = (0, 0, 0, 0, 0);
     for seed in 0..60 {
         let r = run(&cfg(seed, true));
-        assert!(r.violations.is_empty(), "seed {seed}: S1 violated: {:?}", r.violations);
+        assert!(
+            r.violations.is_empty(),
+            "seed {seed}: S1 violated: {:?}",
+            r.violations
+        );
         ex += r.exclusive_acquired;
         sh += r.shared_acquired;
         take += r.takeovers;
         killed += r.holders_killed;
         overlaps += r.shared_overlaps;
-        assert!(r.faults.0 + r.faults.1 + r.faults.2 > 0, "seed {seed}: no faults injected");
+        assert!(
+            r.faults.0 + r.faults.1 + r.faults.2 > 0,
+            "seed {seed}: no faults injected"
+        );
     }
     // The runs did real work: leases changed hands, shared holders
     // overlapped, and holders were stopped by renewal failure.
@@ -40,8 +47,13 @@ fn protected_cluster_never_splits_under_faults() {
 
 #[test]
 fn control_without_holder_stop_splits() {
-    let fired = (0..20).filter(|&seed| !run(&cfg(seed, false)).violations.is_empty()).count();
-    assert!(fired >= 5, "the oracle fired in only {fired} of 20 control runs");
+    let fired = (0..20)
+        .filter(|&seed| !run(&cfg(seed, false)).violations.is_empty())
+        .count();
+    assert!(
+        fired >= 5,
+        "the oracle fired in only {fired} of 20 control runs"
+    );
 }
 
 #[test]
@@ -49,14 +61,29 @@ fn same_seed_same_run() {
     let a = run(&cfg(7, true));
     let b = run(&cfg(7, true));
     assert_eq!(
-        (a.exclusive_acquired, a.shared_acquired, a.holders_killed, a.faults, a.joins),
-        (b.exclusive_acquired, b.shared_acquired, b.holders_killed, b.faults, b.joins)
+        (
+            a.exclusive_acquired,
+            a.shared_acquired,
+            a.holders_killed,
+            a.faults,
+            a.joins
+        ),
+        (
+            b.exclusive_acquired,
+            b.shared_acquired,
+            b.holders_killed,
+            b.faults,
+            b.joins
+        )
     );
 }
 
 #[test]
 fn healthy_cluster_shares_the_lease() {
-    let r = run(&SimConfig { fault_every: None, ..cfg(1, true) });
+    let r = run(&SimConfig {
+        fault_every: None,
+        ..cfg(1, true)
+    });
     assert!(r.violations.is_empty());
     assert_eq!(r.joins, 3, "each host joins once when nothing fails");
     assert!(r.exclusive_acquired > 5, "{r:?}");

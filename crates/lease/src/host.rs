@@ -204,7 +204,10 @@ enum Phase {
     Start,
     ReadHeader(Pending),
     ReadSlots(Pending),
-    Watching { read: Option<Pending>, next: MonoTime },
+    Watching {
+        read: Option<Pending>,
+        next: MonoTime,
+    },
     FirstWrite(Pending),
     Live,
     Leaving,
@@ -269,8 +272,12 @@ impl HostLease {
 
     /// Our identity as a lease owner, once the first write is done.
     pub fn owner_id(&self) -> Option<OwnerId> {
-        (self.generation > 0 && matches!(self.phase, Phase::Live | Phase::Leaving))
-            .then_some(OwnerId { host_id: self.cfg.host_id, generation: self.generation })
+        (self.generation > 0 && matches!(self.phase, Phase::Live | Phase::Leaving)).then_some(
+            OwnerId {
+                host_id: self.cfg.host_id,
+                generation: self.generation,
+            },
+        )
     }
     /// Joined and confirmed (collision wait over).
     pub fn is_joined(&self) -> bool {
@@ -319,7 +326,10 @@ impl HostLease {
             Phase::Watching { read: Some(p), .. } => at(p.deadline),
             Phase::Watching { read: None, next } => at(next),
             Phase::Live | Phase::Leaving => {
-                for p in [self.renew, self.scan.map(|s| s.p), self.leave].into_iter().flatten() {
+                for p in [self.renew, self.scan.map(|s| s.p), self.leave]
+                    .into_iter()
+                    .flatten()
+                {
                     at(p.deadline);
                 }
                 if !self.leave_requested && self.renew.is_none() && self.scan.is_none() {
@@ -371,12 +381,30 @@ impl HostLease {
     }
 
     fn io_timeout(&self) -> Duration {
-        self.timing.map(|t| t.io_timeout).unwrap_or(self.cfg.bootstrap_timeout)
+        self.timing
+            .map(|t| t.io_timeout)
+            .unwrap_or(self.cfg.bootstrap_timeout)
     }
 
-    fn issue(&mut self, out: &mut Vec<Output>, now: MonoTime, offset: u64, kind: IoKind) -> Pending {
-        let p = Pending { id: self.ids.next(), issued: now, deadline: now + self.io_timeout() };
-        out.push(Output::Io(IoCmd { id: p.id, area: Area::Lockspace, offset, kind, deadline: p.deadline }));
+    fn issue(
+        &mut self,
+        out: &mut Vec<Output>,
+        now: MonoTime,
+        offset: u64,
+        kind: IoKind,
+    ) -> Pending {
+        let p = Pending {
+            id: self.ids.next(),
+            issued: now,
+            deadline: now + self.io_timeout(),
+        };
+        out.push(Output::Io(IoCmd {
+            id: p.id,
+            area: Area::Lockspace,
+            offset,
+            kind,
+            deadline: p.deadline,
+        }));
         p
     }
 
@@ -409,7 +437,10 @@ impl HostLease {
 
     fn on_time(&mut self, now: MonoTime, out: &mut Vec<Output>) {
         let timed_out = |p: &Pending| now >= p.deadline;
-        let fail = |id| IoDone { id, outcome: IoOutcome::Failed("I/O deadline passed".into()) };
+        let fail = |id| IoDone {
+            id,
+            outcome: IoOutcome::Failed("I/O deadline passed".into()),
+        };
         // Deadlines first: a missing completion is a failure.
         let expired: Vec<u64> = match self.phase {
             Phase::ReadHeader(p) | Phase::ReadSlots(p) | Phase::FirstWrite(p) if timed_out(&p) => {
@@ -435,7 +466,10 @@ impl HostLease {
             Phase::Watching { read: None, next } if now >= next => {
                 let off = self.sector() * u64::from(self.cfg.host_id);
                 let p = self.issue(out, now, off, IoKind::Read(self.cfg.sector_size as usize));
-                self.phase = Phase::Watching { read: Some(p), next };
+                self.phase = Phase::Watching {
+                    read: Some(p),
+                    next,
+                };
             }
             Phase::Live | Phase::Leaving => self.live_timers(now, out),
             _ => {}
@@ -445,7 +479,8 @@ impl HostLease {
     fn live_timers(&mut self, now: MonoTime, out: &mut Vec<Output>) {
         let Some(tm) = self.timing else { return };
         if self.leave_requested {
-            if self.renew.is_none() && self.leave.is_none() && !matches!(self.phase, Phase::Leaving) {
+            if self.renew.is_none() && self.leave.is_none() && !matches!(self.phase, Phase::Leaving)
+            {
                 let p = self.write_slot(out, now, true);
                 self.leave = Some(p);
                 self.phase = Phase::Leaving;
@@ -484,8 +519,12 @@ impl HostLease {
     fn start_scan(&mut self, now: MonoTime, out: &mut Vec<Output>, then_renew: bool) {
         let Some(h) = &self.header else { return };
         let max = h.geometry.max_hosts();
-        let full = self.scans % FULL_SCAN_EVERY == 0;
-        let hi = if full { max } else { self.view.highest_in_use().max(self.cfg.host_id).min(max) };
+        let full = self.scans.is_multiple_of(FULL_SCAN_EVERY);
+        let hi = if full {
+            max
+        } else {
+            self.view.highest_in_use().max(self.cfg.host_id).min(max)
+        };
         let len = hi as usize * self.cfg.sector_size as usize;
         let p = self.issue(out, now, self.sector(), IoKind::Read(len));
         self.scans = self.scans.wrapping_add(1);
@@ -501,9 +540,10 @@ impl HostLease {
         match self.phase {
             Phase::ReadHeader(p) if p.id == d.id => self.header_done(d.outcome, now, out),
             Phase::ReadSlots(p) if p.id == d.id => self.slots_done(d.outcome, p, now, out),
-            Phase::Watching { read: Some(p), next } if p.id == d.id => {
-                self.watch_done(d.outcome, p, next, now, out)
-            }
+            Phase::Watching {
+                read: Some(p),
+                next,
+            } if p.id == d.id => self.watch_done(d.outcome, p, next, now, out),
             Phase::FirstWrite(p) if p.id == d.id => self.first_write_done(d.outcome, p, out),
             Phase::Live | Phase::Leaving => {
                 if self.renew.is_some_and(|p| p.id == d.id) {
@@ -528,7 +568,9 @@ impl HostLease {
     fn header_done(&mut self, o: IoOutcome, now: MonoTime, out: &mut Vec<Output>) {
         let buf = match o {
             IoOutcome::Read(b) => b,
-            IoOutcome::Written => return self.fail_join(out, JoinError::Io("bad completion".into())),
+            IoOutcome::Written => {
+                return self.fail_join(out, JoinError::Io("bad completion".into()))
+            }
             IoOutcome::Failed(e) => return self.fail_join(out, JoinError::Io(e)),
         };
         let h = match LockspaceHeader::decode(&buf) {
@@ -536,7 +578,10 @@ impl HostLease {
             Err(e) => return self.fail_join(out, JoinError::Header(e)),
         };
         if h.name != self.cfg.lockspace {
-            let e = JoinError::WrongLockspace { found: h.name, expected: self.cfg.lockspace.clone() };
+            let e = JoinError::WrongLockspace {
+                found: h.name,
+                expected: self.cfg.lockspace.clone(),
+            };
             return self.fail_join(out, e);
         }
         if h.geometry.sector_size() != self.cfg.sector_size {
@@ -547,7 +592,10 @@ impl HostLease {
             return self.fail_join(out, e);
         }
         if !h.geometry.valid_host(self.cfg.host_id) {
-            let e = JoinError::HostId { host_id: self.cfg.host_id, max_hosts: h.geometry.max_hosts() };
+            let e = JoinError::HostId {
+                host_id: self.cfg.host_id,
+                max_hosts: h.geometry.max_hosts(),
+            };
             return self.fail_join(out, e);
         }
         self.timing = Some(Timing::from_io_timeout_ms(h.io_timeout_ms));
@@ -572,8 +620,11 @@ impl HostLease {
         let tm = self.timing;
         for (i, sector) in buf.chunks_exact(s).take(hi as usize).enumerate() {
             let host = u32::try_from(i + 1).unwrap_or(u32::MAX);
-            let decoded =
-                if is_blank(sector) { Ok(None) } else { HostSlot::decode(sector, host).map(Some) };
+            let decoded = if is_blank(sector) {
+                Ok(None)
+            } else {
+                HostSlot::decode(sector, host).map(Some)
+            };
             if host == self.cfg.host_id {
                 mine = decoded.clone();
             }
@@ -585,7 +636,11 @@ impl HostLease {
             if host != self.cfg.host_id {
                 if let Some(after) = tm.and_then(|t| self.view.liveness(host, &t)) {
                     if before != Some(after) {
-                        out.push(Output::Event(HostEvent::HostChanged { host_id: host, from: before, to: after }));
+                        out.push(Output::Event(HostEvent::HostChanged {
+                            host_id: host,
+                            from: before,
+                            to: after,
+                        }));
                     }
                 }
             }
@@ -596,15 +651,23 @@ impl HostLease {
     fn slots_done(&mut self, o: IoOutcome, p: Pending, now: MonoTime, out: &mut Vec<Output>) {
         let buf = match o {
             IoOutcome::Read(b) => b,
-            IoOutcome::Written => return self.fail_join(out, JoinError::Io("bad completion".into())),
+            IoOutcome::Written => {
+                return self.fail_join(out, JoinError::Io("bad completion".into()))
+            }
             IoOutcome::Failed(e) => return self.fail_join(out, JoinError::Io(e)),
         };
-        let hi = self.header.as_ref().map(|h| h.geometry.max_hosts()).unwrap_or(0);
+        let hi = self
+            .header
+            .as_ref()
+            .map(|h| h.geometry.max_hosts())
+            .unwrap_or(0);
         let mine = match self.absorb(&buf, hi, p, now, out) {
             Ok(m) => m,
             Err(e) => return self.fail_join(out, JoinError::Slot(e)),
         };
-        let same_host = mine.as_ref().is_some_and(|m| m.host_name == self.cfg.host_name);
+        let same_host = mine
+            .as_ref()
+            .is_some_and(|m| m.host_name == self.cfg.host_name);
         let free = mine.as_ref().is_none_or(|m| m.released);
         let prev_gen = mine.as_ref().map(|m| m.generation).unwrap_or(0);
         self.seq = mine.as_ref().map(|m| m.seq).unwrap_or(0);
@@ -613,9 +676,22 @@ impl HostLease {
                 let ok = same_host && !free && prev_gen == generation;
                 if !ok {
                     let found = mine
-                        .map(|m| format!("{} gen {}{}", m.host_name, m.generation, if m.released { " (released)" } else { "" }))
+                        .map(|m| {
+                            format!(
+                                "{} gen {}{}",
+                                m.host_name,
+                                m.generation,
+                                if m.released { " (released)" } else { "" }
+                            )
+                        })
                         .unwrap_or_else(|| "a blank slot".into());
-                    return self.fail_join(out, JoinError::ResumeMismatch { asked: generation, found });
+                    return self.fail_join(
+                        out,
+                        JoinError::ResumeMismatch {
+                            asked: generation,
+                            found,
+                        },
+                    );
                 }
                 self.generation = generation;
                 self.first_write(now, out);
@@ -625,20 +701,32 @@ impl HostLease {
                 if free || (same_host && prior_gone) {
                     self.first_write(now, out);
                 } else {
-                    self.phase = Phase::Watching { read: None, next: now };
+                    self.phase = Phase::Watching {
+                        read: None,
+                        next: now,
+                    };
                     self.on_time(now, out);
                 }
             }
         }
     }
 
-    fn watch_done(&mut self, o: IoOutcome, p: Pending, _next: MonoTime, now: MonoTime, out: &mut Vec<Output>) {
+    fn watch_done(
+        &mut self,
+        o: IoOutcome,
+        p: Pending,
+        _next: MonoTime,
+        now: MonoTime,
+        out: &mut Vec<Output>,
+    ) {
         let (Some(tm), IoOutcome::Read(buf)) = (self.timing, o) else {
             return self.fail_join(out, JoinError::Io("reading host slot while waiting".into()));
         };
         let host = self.cfg.host_id;
         let before = self.view.get(host).cloned();
-        let slot = if is_blank(&buf) { None } else {
+        let slot = if is_blank(&buf) {
+            None
+        } else {
             match HostSlot::decode(&buf, host) {
                 Ok(s) => Some(s),
                 Err(e) => return self.fail_join(out, JoinError::Slot(e)),
@@ -654,12 +742,21 @@ impl HostLease {
                 .and_then(|b| b.slot)
                 .map(|s| s.host_name.to_string())
                 .unwrap_or_else(|| "an unknown host".into());
-            return self.fail_join(out, JoinError::InUse { host_id: host, owner });
+            return self.fail_join(
+                out,
+                JoinError::InUse {
+                    host_id: host,
+                    owner,
+                },
+            );
         }
         if self.view.liveness(host, &tm) == Some(Liveness::Dead) {
             return self.first_write(now, out);
         }
-        self.phase = Phase::Watching { read: None, next: now + tm.renew_interval };
+        self.phase = Phase::Watching {
+            read: None,
+            next: now + tm.renew_interval,
+        };
     }
 
     fn first_write(&mut self, now: MonoTime, out: &mut Vec<Output>) {
@@ -691,7 +788,9 @@ impl HostLease {
         match o {
             IoOutcome::Written => {
                 self.last_ok = Some(self.last_ok.map_or(p.issued, |t| t.max(p.issued)));
-                out.push(Output::Event(HostEvent::RenewalOk { latency: now - p.issued }));
+                out.push(Output::Event(HostEvent::RenewalOk {
+                    latency: now - p.issued,
+                }));
                 if self.level != Level::Ok {
                     self.level = Level::Ok;
                     out.push(Output::Event(HostEvent::RenewalRecovered));
@@ -723,11 +822,26 @@ impl HostLease {
         };
         let mine = self.absorb(&buf, scan.hi, scan.p, now, out);
         let lost = match mine {
-            Ok(Some(s)) if s.generation == self.generation && s.host_name == self.cfg.host_name && !s.released => None,
+            Ok(Some(s))
+                if s.generation == self.generation
+                    && s.host_name == self.cfg.host_name
+                    && !s.released =>
+            {
+                None
+            }
             // Our own release is in flight or done: not a loss.
-            Ok(Some(s)) if s.released && s.generation == self.generation && self.leave_requested => None,
-            Ok(Some(s)) => Some(LostReason::Overwritten(format!("{} gen {}", s.host_name, s.generation))),
-            Ok(None) => Some(LostReason::Overwritten("a blank sector (lockspace re-initialised?)".into())),
+            Ok(Some(s))
+                if s.released && s.generation == self.generation && self.leave_requested =>
+            {
+                None
+            }
+            Ok(Some(s)) => Some(LostReason::Overwritten(format!(
+                "{} gen {}",
+                s.host_name, s.generation
+            ))),
+            Ok(None) => Some(LostReason::Overwritten(
+                "a blank sector (lockspace re-initialised?)".into(),
+            )),
             Err(e) => Some(LostReason::Corrupted(e)),
         };
         if let Some(reason) = lost {
@@ -735,7 +849,10 @@ impl HostLease {
             self.phase = Phase::Done;
             let e = match (&reason, unconfirmed) {
                 (LostReason::Overwritten(who), true) => {
-                    HostEvent::JoinFailed(JoinError::Collision { host_id: self.cfg.host_id, owner: who.clone() })
+                    HostEvent::JoinFailed(JoinError::Collision {
+                        host_id: self.cfg.host_id,
+                        owner: who.clone(),
+                    })
                 }
                 _ => HostEvent::Lost(reason),
             };
@@ -745,7 +862,9 @@ impl HostLease {
         if let Some(at) = self.confirm_at {
             if scan.p.issued >= at {
                 self.confirm_at = None;
-                out.push(Output::Event(HostEvent::Joined { generation: self.generation }));
+                out.push(Output::Event(HostEvent::Joined {
+                    generation: self.generation,
+                }));
             }
         }
         if scan.then_renew && !self.leave_requested {

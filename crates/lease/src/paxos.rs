@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use nosplit_clock::MonoTime;
 
-use crate::format::{is_blank, Ballot, FormatError, Geometry, HostSlot, Leader, Name, OwnerId, Request};
+use crate::format::{
+    is_blank, Ballot, FormatError, Geometry, HostSlot, Leader, Name, OwnerId, Request,
+};
 use crate::io::{Area, IdGen, Input, IoCmd, IoKind, IoOutcome};
 use crate::timing::Timing;
 use crate::view::{HostView, Liveness};
@@ -144,7 +146,12 @@ pub enum LeaseError {
 
 fn retry_hint(dead_in: Option<Duration>) -> String {
     dead_in
-        .map(|d| format!("; if its host lease stays unchanged it is dead in {:.1} s", d.as_secs_f64()))
+        .map(|d| {
+            format!(
+                "; if its host lease stays unchanged it is dead in {:.1} s",
+                d.as_secs_f64()
+            )
+        })
         .unwrap_or_default()
 }
 
@@ -167,13 +174,37 @@ struct Snapshot {
 enum Phase {
     Start,
     ReadAll,
-    OwnerSlot { snap: Snapshot, owner: OwnerId, issued: MonoTime },
-    Phase1 { lver: u64, mbal: u64, written: bool },
-    Phase2 { lver: u64, mbal: u64, value: OwnerId, written: bool },
-    SharedCheck { lver: u64, marks: Vec<OwnerId>, issued: MonoTime },
-    Commit { lver: u64, then: Then },
-    Mark { lver: u64 },
-    Backoff { until: MonoTime },
+    OwnerSlot {
+        snap: Snapshot,
+        owner: OwnerId,
+        issued: MonoTime,
+    },
+    Phase1 {
+        lver: u64,
+        mbal: u64,
+        written: bool,
+    },
+    Phase2 {
+        lver: u64,
+        mbal: u64,
+        value: OwnerId,
+        written: bool,
+    },
+    SharedCheck {
+        lver: u64,
+        marks: Vec<OwnerId>,
+        issued: MonoTime,
+    },
+    Commit {
+        lver: u64,
+        then: Then,
+    },
+    Mark {
+        lver: u64,
+    },
+    Backoff {
+        until: MonoTime,
+    },
     ReleaseRead,
     ReleaseWrite,
     Finished,
@@ -265,11 +296,24 @@ impl ResourceOp {
         self.spec.geometry.sector()
     }
 
-    fn io(&mut self, out: &mut Vec<OpOutput>, now: MonoTime, area: Area, offset: u64, kind: IoKind) {
+    fn io(
+        &mut self,
+        out: &mut Vec<OpOutput>,
+        now: MonoTime,
+        area: Area,
+        offset: u64,
+        kind: IoKind,
+    ) {
         let id = self.ids.next();
         let deadline = now + self.timing.io_timeout;
         self.pending = Some((id, deadline));
-        out.push(OpOutput::Io(IoCmd { id, area, offset, kind, deadline }));
+        out.push(OpOutput::Io(IoCmd {
+            id,
+            area,
+            offset,
+            kind,
+            deadline,
+        }));
     }
 
     fn finish(&mut self, out: &mut Vec<OpOutput>, r: Result<OpResult, LeaseError>) {
@@ -279,11 +323,15 @@ impl ResourceOp {
 
     fn start(&mut self, now: MonoTime, out: &mut Vec<OpOutput>) {
         match self.kind {
-            OpKind::Release { mode: LeaseMode::Exclusive } => {
+            OpKind::Release {
+                mode: LeaseMode::Exclusive,
+            } => {
                 self.phase = Phase::ReleaseRead;
                 self.io(out, now, Area::Resource, 0, IoKind::Read(self.s()));
             }
-            OpKind::Release { mode: LeaseMode::Shared } => {
+            OpKind::Release {
+                mode: LeaseMode::Shared,
+            } => {
                 self.phase = Phase::ReleaseRead;
                 let off = self.spec.geometry.ballot_offset(self.me.host_id);
                 self.io(out, now, Area::Resource, off, IoKind::Read(self.s()));
@@ -303,7 +351,13 @@ impl ResourceOp {
         self.io(out, now, Area::Resource, off, IoKind::Write(buf));
     }
 
-    fn write_leader(&mut self, out: &mut Vec<OpOutput>, now: MonoTime, lver: u64, owner: Option<OwnerId>) {
+    fn write_leader(
+        &mut self,
+        out: &mut Vec<OpOutput>,
+        now: MonoTime,
+        lver: u64,
+        owner: Option<OwnerId>,
+    ) {
         let leader = Leader {
             lockspace: self.spec.lockspace.clone(),
             resource: self.spec.resource.clone(),
@@ -321,7 +375,13 @@ impl ResourceOp {
     fn read_ballots(&mut self, out: &mut Vec<OpOutput>, now: MonoTime) {
         let g = self.spec.geometry;
         let len = g.max_hosts() as usize * self.s();
-        self.io(out, now, Area::Resource, g.ballot_offset(1), IoKind::Read(len));
+        self.io(
+            out,
+            now,
+            Area::Resource,
+            g.ballot_offset(1),
+            IoKind::Read(len),
+        );
     }
 
     fn check_leader(&self, buf: &[u8]) -> Result<Leader, LeaseError> {
@@ -354,7 +414,13 @@ impl ResourceOp {
             .collect()
     }
 
-    fn on_done(&mut self, o: IoOutcome, now: MonoTime, view: &mut HostView, out: &mut Vec<OpOutput>) {
+    fn on_done(
+        &mut self,
+        o: IoOutcome,
+        now: MonoTime,
+        view: &mut HostView,
+        out: &mut Vec<OpOutput>,
+    ) {
         let data = match o {
             IoOutcome::Failed(e) => return self.finish(out, Err(LeaseError::Io(e))),
             IoOutcome::Read(b) => Some(b),
@@ -379,18 +445,33 @@ impl ResourceOp {
             Phase::ReadAll => {
                 let s = self.s();
                 let leader = self.check_leader(&buf[..s.min(buf.len())])?;
-                let request = Request::decode(buf.get(s..2 * s).unwrap_or(&[])).map_err(LeaseError::Corrupt)?;
                 let ballots = self.decode_ballots(buf.get(2 * s..).unwrap_or(&[]))?;
                 if let OpKind::Inquire = self.kind {
+                    // Only inquire reports the request record; no acquire or
+                    // release depends on it, so a damaged one blocks neither.
+                    let request = Request::decode(buf.get(s..2 * s).unwrap_or(&[]))
+                        .map_err(LeaseError::Corrupt)?;
                     let shared = shared_marks(&ballots, None);
-                    let ballots = ballots.into_iter().filter(|b| *b != Ballot::blank(b.host_id)).collect();
-                    let info = LeaseInfo { leader, request, ballots, shared };
+                    let ballots = ballots
+                        .into_iter()
+                        .filter(|b| *b != Ballot::blank(b.host_id))
+                        .collect();
+                    let info = LeaseInfo {
+                        leader,
+                        request,
+                        ballots,
+                        shared,
+                    };
                     self.finish(out, Ok(OpResult::Info(Box::new(info))));
                     return Ok(());
                 }
                 self.decide(Snapshot { leader, ballots }, now, out)
             }
-            Phase::OwnerSlot { snap, owner, issued } => {
+            Phase::OwnerSlot {
+                snap,
+                owner,
+                issued,
+            } => {
                 let slot = if is_blank(&buf) {
                     None
                 } else {
@@ -406,12 +487,24 @@ impl ResourceOp {
                     }),
                 }
             }
-            Phase::Phase1 { lver, mbal, written: false } => {
-                self.phase = Phase::Phase1 { lver, mbal, written: true };
+            Phase::Phase1 {
+                lver,
+                mbal,
+                written: false,
+            } => {
+                self.phase = Phase::Phase1 {
+                    lver,
+                    mbal,
+                    written: true,
+                };
                 self.read_ballots(out, now);
                 Ok(())
             }
-            Phase::Phase1 { lver, mbal, written: true } => {
+            Phase::Phase1 {
+                lver,
+                mbal,
+                written: true,
+            } => {
                 let ballots = self.decode_ballots(&buf)?;
                 if self.contended(&ballots, lver, mbal, now)? {
                     return Ok(());
@@ -422,30 +515,66 @@ impl ResourceOp {
                     .max_by_key(|b| b.bal)
                     .and_then(|b| b.inp)
                     .unwrap_or(self.me);
-                self.own = Ballot { lver, mbal, bal: mbal, inp: Some(value), ..self.own };
-                self.phase = Phase::Phase2 { lver, mbal, value, written: false };
+                self.own = Ballot {
+                    lver,
+                    mbal,
+                    bal: mbal,
+                    inp: Some(value),
+                    ..self.own
+                };
+                self.phase = Phase::Phase2 {
+                    lver,
+                    mbal,
+                    value,
+                    written: false,
+                };
                 self.write_own(out, now);
                 Ok(())
             }
-            Phase::Phase2 { lver, mbal, value, written: false } => {
-                self.phase = Phase::Phase2 { lver, mbal, value, written: true };
+            Phase::Phase2 {
+                lver,
+                mbal,
+                value,
+                written: false,
+            } => {
+                self.phase = Phase::Phase2 {
+                    lver,
+                    mbal,
+                    value,
+                    written: true,
+                };
                 self.read_ballots(out, now);
                 Ok(())
             }
-            Phase::Phase2 { lver, mbal, value, written: true } => {
+            Phase::Phase2 {
+                lver,
+                mbal,
+                value,
+                written: true,
+            } => {
                 let ballots = self.decode_ballots(&buf)?;
                 if self.contended(&ballots, lver, mbal, now)? {
                     return Ok(());
                 }
-                self.chosen(lver, value, ballots, now, view, out)
+                self.chosen(lver, value, ballots, now, out)
             }
-            Phase::SharedCheck { lver, marks, issued } => {
+            Phase::SharedCheck {
+                lver,
+                marks,
+                issued,
+            } => {
                 let live = live_marks(&buf, &marks, self.s(), issued, now, view, &self.timing)?;
                 if live.is_empty() {
-                    self.phase = Phase::Commit { lver, then: Then::Acquired };
+                    self.phase = Phase::Commit {
+                        lver,
+                        then: Then::Acquired,
+                    };
                     self.write_leader(out, now, lver, Some(self.me));
                 } else {
-                    self.phase = Phase::Commit { lver, then: Then::BusyShared(live) };
+                    self.phase = Phase::Commit {
+                        lver,
+                        then: Then::BusyShared(live),
+                    };
                     self.write_leader(out, now, lver, None);
                 }
                 Ok(())
@@ -454,7 +583,14 @@ impl ResourceOp {
                 match then {
                     Then::Acquired => {
                         let mode = self.mode();
-                        self.finish(out, Ok(OpResult::Acquired { lver, mode, already: false }));
+                        self.finish(
+                            out,
+                            Ok(OpResult::Acquired {
+                                lver,
+                                mode,
+                                already: false,
+                            }),
+                        );
                     }
                     Then::BusyShared(live) => self.finish(out, Err(LeaseError::BusyShared(live))),
                 }
@@ -462,7 +598,10 @@ impl ResourceOp {
             }
             Phase::Mark { lver } => {
                 // Mark written; now hand the exclusive ballot back.
-                self.phase = Phase::Commit { lver, then: Then::Acquired };
+                self.phase = Phase::Commit {
+                    lver,
+                    then: Then::Acquired,
+                };
                 self.write_leader(out, now, lver, None);
                 Ok(())
             }
@@ -482,30 +621,63 @@ impl ResourceOp {
         }
     }
 
-    fn decide(&mut self, snap: Snapshot, now: MonoTime, out: &mut Vec<OpOutput>) -> Result<(), LeaseError> {
-        let OpKind::Acquire { mode, expect_lver, revalidate } = self.kind else {
+    fn decide(
+        &mut self,
+        snap: Snapshot,
+        now: MonoTime,
+        out: &mut Vec<OpOutput>,
+    ) -> Result<(), LeaseError> {
+        let OpKind::Acquire {
+            mode,
+            expect_lver,
+            revalidate,
+        } = self.kind
+        else {
             return Ok(());
         };
         let leader = &snap.leader;
         if let Some(expected) = expect_lver {
             if leader.lver != expected {
-                return Err(LeaseError::VersionMismatch { expected, found: leader.lver });
+                return Err(LeaseError::VersionMismatch {
+                    expected,
+                    found: leader.lver,
+                });
             }
         }
-        let own = snap.ballots.get(self.me.host_id as usize - 1).copied().unwrap_or(Ballot::blank(self.me.host_id));
+        let own = snap
+            .ballots
+            .get(self.me.host_id as usize - 1)
+            .copied()
+            .unwrap_or(Ballot::blank(self.me.host_id));
         self.own = own;
         let mine_shared = own.shared == Some(self.me.generation);
         match (leader.owner, mode) {
             (Some(o), LeaseMode::Exclusive) if o == self.me && !revalidate => {
-                self.finish(out, Ok(OpResult::Acquired { lver: leader.lver, mode, already: true }));
+                self.finish(
+                    out,
+                    Ok(OpResult::Acquired {
+                        lver: leader.lver,
+                        mode,
+                        already: true,
+                    }),
+                );
                 return Ok(());
             }
-            (Some(o), LeaseMode::Shared) if o == self.me => return Err(LeaseError::OtherMode(LeaseMode::Exclusive)),
+            (Some(o), LeaseMode::Shared) if o == self.me => {
+                return Err(LeaseError::OtherMode(LeaseMode::Exclusive))
+            }
             _ => {}
         }
         if mine_shared {
             if mode == LeaseMode::Shared {
-                self.finish(out, Ok(OpResult::Acquired { lver: leader.lver, mode, already: true }));
+                self.finish(
+                    out,
+                    Ok(OpResult::Acquired {
+                        lver: leader.lver,
+                        mode,
+                        already: true,
+                    }),
+                );
                 return Ok(());
             }
             return Err(LeaseError::OtherMode(LeaseMode::Shared));
@@ -513,7 +685,11 @@ impl ResourceOp {
         match leader.owner {
             Some(o) if o != self.me => {
                 let off = u64::from(o.host_id) * u64::from(self.spec.geometry.sector_size());
-                self.phase = Phase::OwnerSlot { snap, owner: o, issued: now };
+                self.phase = Phase::OwnerSlot {
+                    snap,
+                    owner: o,
+                    issued: now,
+                };
                 self.io(out, now, Area::Lockspace, off, IoKind::Read(self.s()));
                 Ok(())
             }
@@ -521,14 +697,34 @@ impl ResourceOp {
         }
     }
 
-    fn ballot(&mut self, snap: Snapshot, now: MonoTime, out: &mut Vec<OpOutput>) -> Result<(), LeaseError> {
+    fn ballot(
+        &mut self,
+        snap: Snapshot,
+        now: MonoTime,
+        out: &mut Vec<OpOutput>,
+    ) -> Result<(), LeaseError> {
         let lver = snap.leader.lver + 1;
         let max_hosts = u64::from(self.spec.geometry.max_hosts());
         let seen = snap.ballots.iter().map(|b| b.mbal).max().unwrap_or(0);
         let mbal = (seen / max_hosts + 1) * max_hosts + u64::from(self.me.host_id);
-        let (bal, inp) = if self.own.lver == lver { (self.own.bal, self.own.inp) } else { (0, None) };
-        self.own = Ballot { host_id: self.me.host_id, lver, mbal, bal, inp, shared: self.own.shared };
-        self.phase = Phase::Phase1 { lver, mbal, written: false };
+        let (bal, inp) = if self.own.lver == lver {
+            (self.own.bal, self.own.inp)
+        } else {
+            (0, None)
+        };
+        self.own = Ballot {
+            host_id: self.me.host_id,
+            lver,
+            mbal,
+            bal,
+            inp,
+            shared: self.own.shared,
+        };
+        self.phase = Phase::Phase1 {
+            lver,
+            mbal,
+            written: false,
+        };
         self.write_own(out, now);
         Ok(())
     }
@@ -555,7 +751,11 @@ impl ResourceOp {
             self.rng ^= self.rng << 13;
             self.rng ^= self.rng >> 7;
             self.rng ^= self.rng << 17;
-            let cap = (1u64 << self.attempts.min(10)).min((self.timing.io_timeout / 4).as_millis().max(1) as u64);
+            let cap = (1u64 << self.attempts.min(10)).min(
+                u64::try_from((self.timing.io_timeout / 4).as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            );
             let wait = Duration::from_micros(self.rng % (cap * 1000) + 100);
             self.phase = Phase::Backoff { until: now + wait };
         }
@@ -568,23 +768,25 @@ impl ResourceOp {
         value: OwnerId,
         ballots: Vec<Ballot>,
         now: MonoTime,
-        view: &mut HostView,
         out: &mut Vec<OpOutput>,
     ) -> Result<(), LeaseError> {
         if value != self.me {
-            // Version `lver` was already chosen for `value`. If that
-            // incarnation is dead, go on with the next version.
-            return match incarnation_state(value, view.get(value.host_id).and_then(|o| o.slot.as_ref()), view, &self.timing) {
-                Ok(()) => {
-                    let leader = Leader { lver, owner: Some(value), ..self.dummy_leader() };
-                    self.ballot(Snapshot { leader, ballots }, now, out)
-                }
-                Err(state) => Err(LeaseError::Busy {
-                    owner: value,
-                    state,
-                    dead_in: view.dead_at(value.host_id, &self.timing).map(|t| t - now),
-                }),
+            // Version `lver` was already chosen for `value`: treat it as the
+            // owner. Its liveness is judged from a fresh read of its host
+            // slot, never from what the view happens to hold.
+            let leader = Leader {
+                lver,
+                owner: Some(value),
+                ..self.dummy_leader()
             };
+            let off = u64::from(value.host_id) * u64::from(self.spec.geometry.sector_size());
+            self.phase = Phase::OwnerSlot {
+                snap: Snapshot { leader, ballots },
+                owner: value,
+                issued: now,
+            };
+            self.io(out, now, Area::Lockspace, off, IoKind::Read(self.s()));
+            return Ok(());
         }
         match self.mode() {
             LeaseMode::Shared => {
@@ -595,10 +797,17 @@ impl ResourceOp {
             LeaseMode::Exclusive => {
                 let marks = shared_marks(&ballots, Some(self.me.host_id));
                 if marks.is_empty() {
-                    self.phase = Phase::Commit { lver, then: Then::Acquired };
+                    self.phase = Phase::Commit {
+                        lver,
+                        then: Then::Acquired,
+                    };
                     self.write_leader(out, now, lver, Some(self.me));
                 } else {
-                    self.phase = Phase::SharedCheck { lver, marks, issued: now };
+                    self.phase = Phase::SharedCheck {
+                        lver,
+                        marks,
+                        issued: now,
+                    };
                     let len = self.spec.geometry.max_hosts() as usize * self.s();
                     let off = u64::from(self.spec.geometry.sector_size());
                     self.io(out, now, Area::Lockspace, off, IoKind::Read(len));
@@ -620,7 +829,12 @@ impl ResourceOp {
         }
     }
 
-    fn release_read(&mut self, buf: &[u8], now: MonoTime, out: &mut Vec<OpOutput>) -> Result<(), LeaseError> {
+    fn release_read(
+        &mut self,
+        buf: &[u8],
+        now: MonoTime,
+        out: &mut Vec<OpOutput>,
+    ) -> Result<(), LeaseError> {
         match self.mode() {
             LeaseMode::Exclusive => {
                 let leader = self.check_leader(buf)?;
@@ -631,11 +845,15 @@ impl ResourceOp {
                 self.write_leader(out, now, leader.lver, None);
             }
             LeaseMode::Shared => {
-                let own = Ballot::decode(buf, self.me.host_id, &self.spec.geometry).map_err(LeaseError::Corrupt)?;
+                let own = Ballot::decode(buf, self.me.host_id, &self.spec.geometry)
+                    .map_err(LeaseError::Corrupt)?;
                 if own.shared != Some(self.me.generation) {
                     return Err(LeaseError::NotOwner(None));
                 }
-                self.own = Ballot { shared: None, ..own };
+                self.own = Ballot {
+                    shared: None,
+                    ..own
+                };
                 self.phase = Phase::ReleaseWrite;
                 self.write_own(out, now);
             }
@@ -649,13 +867,23 @@ fn shared_marks(ballots: &[Ballot], skip: Option<u32>) -> Vec<OwnerId> {
     ballots
         .iter()
         .filter(|b| Some(b.host_id) != skip)
-        .filter_map(|b| b.shared.map(|g| OwnerId { host_id: b.host_id, generation: g }))
+        .filter_map(|b| {
+            b.shared.map(|g| OwnerId {
+                host_id: b.host_id,
+                generation: g,
+            })
+        })
         .collect()
 }
 
 /// `Ok` if the incarnation `o` can no longer hold anything: its slot is
 /// blank, released, shows a later generation, or is DEAD in `view`.
-fn incarnation_state(o: OwnerId, slot: Option<&HostSlot>, view: &HostView, timing: &Timing) -> Result<(), Liveness> {
+fn incarnation_state(
+    o: OwnerId,
+    slot: Option<&HostSlot>,
+    view: &HostView,
+    timing: &Timing,
+) -> Result<(), Liveness> {
     match slot {
         None => Ok(()),
         Some(s) if s.generation > o.generation => Ok(()),
@@ -683,7 +911,11 @@ fn live_marks(
     for m in marks {
         let i = m.host_id as usize - 1;
         let raw = buf.get(i * sector..(i + 1) * sector).unwrap_or(&[]);
-        let slot = if is_blank(raw) { None } else { Some(HostSlot::decode(raw, m.host_id).map_err(LeaseError::Corrupt)?) };
+        let slot = if is_blank(raw) {
+            None
+        } else {
+            Some(HostSlot::decode(raw, m.host_id).map_err(LeaseError::Corrupt)?)
+        };
         view.observe(m.host_id, slot.clone(), issued, now);
         if incarnation_state(*m, slot.as_ref(), view, timing).is_err() {
             live.push(*m);

@@ -66,7 +66,10 @@ impl Timing {
         let kill_deadline = renew_fail + t / 2;
         let watchdog_fire = kill_deadline + (t / 2).max(1000);
         let million = 1_000_000u128;
-        let (up, down) = (million + u128::from(DRIFT_PPM), million - u128::from(DRIFT_PPM));
+        let (up, down) = (
+            million + u128::from(DRIFT_PPM),
+            million - u128::from(DRIFT_PPM),
+        );
         Timing {
             io_timeout: ms(t),
             renew_interval: ms(t / 2),
@@ -92,7 +95,9 @@ impl Timing {
         let lhs = s(self.host_dead) * (1.0 - rho);
         let rhs = s(self.watchdog_fire) * (1.0 + rho) + s(self.io_timeout);
         if lhs + 1e-9 < rhs {
-            return Err(format!("host_dead {lhs:.4}s < watchdog fire + io {rhs:.4}s"));
+            return Err(format!(
+                "host_dead {lhs:.4}s < watchdog fire + io {rhs:.4}s"
+            ));
         }
         let ordered = [
             self.renew_interval,
@@ -137,7 +142,8 @@ mod tests {
     fn safety_inequalities_hold_over_the_accepted_range() {
         for ms in (50..=300_000).step_by(37) {
             let t = Timing::from_io_timeout_ms(ms);
-            t.check().unwrap_or_else(|e| panic!("io_timeout {ms} ms: {e}"));
+            t.check()
+                .unwrap_or_else(|e| panic!("io_timeout {ms} ms: {e}"));
         }
     }
 }

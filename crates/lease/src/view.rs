@@ -56,8 +56,19 @@ fn same(a: &Option<HostSlot>, b: &Option<HostSlot>) -> bool {
     match (a, b) {
         (None, None) => true,
         (Some(a), Some(b)) => {
-            (a.generation, a.seq, a.released, &a.host_name, a.owner_time_ms)
-                == (b.generation, b.seq, b.released, &b.host_name, b.owner_time_ms)
+            (
+                a.generation,
+                a.seq,
+                a.released,
+                &a.host_name,
+                a.owner_time_ms,
+            ) == (
+                b.generation,
+                b.seq,
+                b.released,
+                &b.host_name,
+                b.owner_time_ms,
+            )
         }
         _ => false,
     }
@@ -84,7 +95,14 @@ impl HostView {
                 false
             }
             _ => {
-                self.hosts.insert(host_id, Observed { slot, changed_at: done, confirmed_at: done });
+                self.hosts.insert(
+                    host_id,
+                    Observed {
+                        slot,
+                        changed_at: done,
+                        confirmed_at: done,
+                    },
+                );
                 true
             }
         }
@@ -102,7 +120,12 @@ impl HostView {
 
     /// Highest host id whose slot was seen non-blank.
     pub fn highest_in_use(&self) -> u32 {
-        self.hosts.iter().rev().find(|(_, o)| o.slot.is_some()).map(|(&h, _)| h).unwrap_or(0)
+        self.hosts
+            .iter()
+            .rev()
+            .find(|(_, o)| o.slot.is_some())
+            .map(|(&h, _)| h)
+            .unwrap_or(0)
     }
 
     /// Liveness of `host_id`, as confirmed by reads: a host is only called

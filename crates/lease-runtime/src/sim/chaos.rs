@@ -105,12 +105,21 @@ struct Chaos {
 
 impl Chaos {
     fn timers(&self) -> [MonoTime; 7] {
-        [self.hold_until, self.kill_at, self.next_try, self.power_on_at, self.fault_end, self.rejoin_at, self.next_fault]
+        [
+            self.hold_until,
+            self.kill_at,
+            self.next_try,
+            self.power_on_at,
+            self.fault_end,
+            self.rejoin_at,
+            self.next_fault,
+        ]
     }
 }
 
 fn upto(rng: &mut ChaCha8Rng, max: Duration) -> Duration {
-    Duration::from_micros(rng.gen_range(0..=max.as_micros().max(1) as u64))
+    let max = u64::try_from(max.as_micros()).unwrap_or(u64::MAX).max(1);
+    Duration::from_micros(rng.gen_range(0..=max))
 }
 
 /// Runs one simulation.
@@ -142,7 +151,14 @@ pub fn run(cfg: &SimConfig) -> SimReport {
     c.step();
     while c.now() < end {
         for id in 1..=cfg.hosts {
-            chaos_host(&mut c, id, &mut st[id as usize - 1], cfg, &mut rng, &mut rep);
+            chaos_host(
+                &mut c,
+                id,
+                &mut st[id as usize - 1],
+                cfg,
+                &mut rng,
+                &mut rep,
+            );
         }
         // Start what the workload just created (joins, operations).
         c.step();
@@ -160,7 +176,14 @@ pub fn run(cfg: &SimConfig) -> SimReport {
     rep
 }
 
-fn chaos_host(c: &mut Cluster, id: u32, s: &mut Chaos, cfg: &SimConfig, rng: &mut ChaCha8Rng, rep: &mut SimReport) {
+fn chaos_host(
+    c: &mut Cluster,
+    id: u32,
+    s: &mut Chaos,
+    cfg: &SimConfig,
+    rng: &mut ChaCha8Rng,
+    rep: &mut SimReport,
+) {
     let now = c.now();
     let t = c.timing;
     if !s.powered {
@@ -180,19 +203,32 @@ fn chaos_host(c: &mut Cluster, id: u32, s: &mut Chaos, cfg: &SimConfig, rng: &mu
         match rng.gen_range(0..3) {
             0 => {
                 rep.faults.0 += 1;
-                handle.set_faults(Faults { late_write_rate: 0.3, late_write_delay: t.io_timeout / 2, ..Faults::hung() });
+                handle.set_faults(Faults {
+                    late_write_rate: 0.3,
+                    late_write_delay: t.io_timeout / 2,
+                    ..Faults::hung()
+                });
                 s.fault_end = now + span;
             }
             1 => {
                 rep.faults.1 += 1;
-                handle.set_faults(Faults { read_error_rate: 0.5, write_error_rate: 0.5, ..Faults::default() });
+                handle.set_faults(Faults {
+                    read_error_rate: 0.5,
+                    write_error_rate: 0.5,
+                    ..Faults::default()
+                });
                 s.fault_end = now + span;
             }
             _ => {
                 rep.faults.2 += 1;
                 c.power_off(id);
                 handle.set_faults(Faults::default());
-                *s = Chaos { powered: false, power_on_at: now + span, next_fault: s.next_fault, ..fresh() };
+                *s = Chaos {
+                    powered: false,
+                    power_on_at: now + span,
+                    next_fault: s.next_fault,
+                    ..fresh()
+                };
                 return;
             }
         }
@@ -203,7 +239,10 @@ fn chaos_host(c: &mut Cluster, id: u32, s: &mut Chaos, cfg: &SimConfig, rng: &mu
     }
     // (Re)join once the previous incarnation and its holder are gone:
     // local evidence, as a daemon has, so `prior_gone`.
-    if c.node(id).lease.is_none() && now >= s.rejoin_at && (s.holder == Holder::None || !cfg.protection) {
+    if c.node(id).lease.is_none()
+        && now >= s.rejoin_at
+        && (s.holder == Holder::None || !cfg.protection)
+    {
         c.join(id, JoinMode::New { prior_gone: true });
         s.rejoin_at = MonoTime::NEVER;
     }
@@ -243,7 +282,12 @@ fn chaos_host(c: &mut Cluster, id: u32, s: &mut Chaos, cfg: &SimConfig, rng: &mu
             s.releasing = false;
             continue;
         }
-        if let Ok(OpResult::Acquired { mode, already: false, .. }) = r {
+        if let Ok(OpResult::Acquired {
+            mode,
+            already: false,
+            ..
+        }) = r
+        {
             s.holder = Holder::Running(mode);
             s.hold_until = now + upto(rng, t.io_timeout * 15);
             match mode {
@@ -270,9 +314,21 @@ fn chaos_host(c: &mut Cluster, id: u32, s: &mut Chaos, cfg: &SimConfig, rng: &mu
             c.start_op(id, OpKind::Release { mode }, rng.gen());
         }
     } else if now >= s.next_try {
-        let mode = if rng.gen_bool(cfg.shared_ratio) { LeaseMode::Shared } else { LeaseMode::Exclusive };
+        let mode = if rng.gen_bool(cfg.shared_ratio) {
+            LeaseMode::Shared
+        } else {
+            LeaseMode::Exclusive
+        };
         s.prior_owner = c.leader().and_then(|l| l.owner).map(|o| o.host_id);
-        c.start_op(id, OpKind::Acquire { mode, expect_lver: None, revalidate: false }, rng.gen());
+        c.start_op(
+            id,
+            OpKind::Acquire {
+                mode,
+                expect_lver: None,
+                revalidate: false,
+            },
+            rng.gen(),
+        );
     }
 }
 
@@ -297,13 +353,21 @@ fn oracle(st: &[Chaos], now: MonoTime, rep: &mut SimReport) {
         st.iter()
             .enumerate()
             .filter(|(_, s)| s.holder == Holder::Running(m))
-            .map(|(i, _)| i as u32 + 1)
+            .filter_map(|(i, _)| u32::try_from(i + 1).ok())
             .collect::<Vec<_>>()
     };
     let (ex, sh) = (running(LeaseMode::Exclusive), running(LeaseMode::Shared));
     if ex.len() > 1 || (!ex.is_empty() && !sh.is_empty()) {
-        if rep.violations.last().is_none_or(|v| v.exclusive != ex || v.shared != sh) {
-            rep.violations.push(Violation { at: now, exclusive: ex, shared: sh });
+        if rep
+            .violations
+            .last()
+            .is_none_or(|v| v.exclusive != ex || v.shared != sh)
+        {
+            rep.violations.push(Violation {
+                at: now,
+                exclusive: ex,
+                shared: sh,
+            });
         }
     } else if sh.len() > 1 {
         rep.shared_overlaps += 1;

@@ -84,7 +84,13 @@ impl Cluster {
         let res_base = g.lockspace_len();
         let disk = SimDisk::new(seed, res_base + g.resource_len(), SectorSize::B512);
         let mut sec = vec![0u8; 512];
-        LockspaceHeader { name: name("simls"), geometry: g, io_timeout_ms, uuid: [1; 16] }.encode(&mut sec);
+        LockspaceHeader {
+            name: name("simls"),
+            geometry: g,
+            io_timeout_ms,
+            uuid: [1; 16],
+        }
+        .encode(&mut sec);
         disk.write_raw(LS_BASE, &sec);
         let leader = Leader {
             lockspace: name("simls"),
@@ -110,7 +116,11 @@ impl Cluster {
             .collect();
         Cluster {
             disk,
-            spec: ResourceSpec { lockspace: name("simls"), resource: name("vm"), geometry: g },
+            spec: ResourceSpec {
+                lockspace: name("simls"),
+                resource: name("vm"),
+                geometry: g,
+            },
             timing: Timing::from_io_timeout_ms(io_timeout_ms),
             nodes,
             res_base,
@@ -196,7 +206,10 @@ impl Cluster {
         let now = self.now();
         let mut next = self.disk.next_event_time().unwrap_or(MonoTime::NEVER);
         for n in &self.nodes {
-            let l = n.lease.as_ref().map_or(MonoTime::NEVER, |l| l.next_wakeup());
+            let l = n
+                .lease
+                .as_ref()
+                .map_or(MonoTime::NEVER, |l| l.next_wakeup());
             let o = n.op.as_ref().map_or(MonoTime::NEVER, |o| o.next_wakeup());
             for t in [l, o] {
                 if t > now {
@@ -214,7 +227,11 @@ impl Cluster {
     }
 
     /// Steps until `stop` holds or `until` passes; returns whether `stop` held.
-    pub fn run_until(&mut self, until: MonoTime, mut stop: impl FnMut(&mut Cluster) -> bool) -> bool {
+    pub fn run_until(
+        &mut self,
+        until: MonoTime,
+        mut stop: impl FnMut(&mut Cluster) -> bool,
+    ) -> bool {
         self.step();
         loop {
             if stop(self) {
@@ -224,7 +241,10 @@ impl Cluster {
             if now >= until {
                 return false;
             }
-            let next = self.next_time().max(now + Duration::from_micros(50)).min(until);
+            let next = self
+                .next_time()
+                .max(now + Duration::from_micros(50))
+                .min(until);
             self.advance_to(next);
         }
     }
@@ -250,7 +270,9 @@ impl Cluster {
 }
 
 fn step_lease(n: &mut Node, input: Input, now: MonoTime) {
-    let Some(lease) = n.lease.as_mut() else { return };
+    let Some(lease) = n.lease.as_mut() else {
+        return;
+    };
     for out in lease.step(input, now) {
         match out {
             Output::Io(mut cmd) => {
@@ -263,12 +285,18 @@ fn step_lease(n: &mut Node, input: Input, now: MonoTime) {
 }
 
 fn step_op(n: &mut Node, input: Input, now: MonoTime, res_base: u64) {
-    let (Some(op), Some(lease)) = (n.op.as_mut(), n.lease.as_mut()) else { return };
+    let (Some(op), Some(lease)) = (n.op.as_mut(), n.lease.as_mut()) else {
+        return;
+    };
     for out in op.step(input, now, lease.view_mut()) {
         match out {
             OpOutput::Io(mut cmd) => {
                 cmd.id |= OP_TAG | (n.op_seq << 32);
-                let base = if cmd.area == Area::Lockspace { LS_BASE } else { res_base };
+                let base = if cmd.area == Area::Lockspace {
+                    LS_BASE
+                } else {
+                    res_base
+                };
                 n.handle.submit(to_request(&cmd, base));
             }
             OpOutput::Done(r) => {

@@ -55,7 +55,11 @@ impl<'a> Dec<'a> {
     ) -> Result<Self, FormatError> {
         let need = crc_off + 4;
         if buf.len() < need {
-            return Err(FormatError::TooShort { record, len: buf.len(), need });
+            return Err(FormatError::TooShort {
+                record,
+                len: buf.len(),
+                need,
+            });
         }
         if buf[..need].iter().all(|&b| b == 0) {
             return Err(FormatError::Blank { record });
@@ -63,16 +67,27 @@ impl<'a> Dec<'a> {
         let d = Dec { buf, record };
         let found = d.u32(0);
         if found != magic {
-            return Err(FormatError::BadMagic { record, found, expected: magic });
+            return Err(FormatError::BadMagic {
+                record,
+                found,
+                expected: magic,
+            });
         }
         let version = d.u16(4);
         if version != super::VERSION {
-            return Err(FormatError::BadVersion { record, found: version });
+            return Err(FormatError::BadVersion {
+                record,
+                found: version,
+            });
         }
         let stored = d.u32(crc_off);
         let computed = crc32c::crc32c(&buf[..crc_off]);
         if stored != computed {
-            return Err(FormatError::BadChecksum { record, stored, computed });
+            return Err(FormatError::BadChecksum {
+                record,
+                stored,
+                computed,
+            });
         }
         Ok(d)
     }
@@ -94,6 +109,10 @@ impl<'a> Dec<'a> {
     }
     /// A field that failed validation.
     pub(crate) fn bad(&self, field: &'static str, reason: String) -> FormatError {
-        FormatError::BadField { record: self.record, field, reason }
+        FormatError::BadField {
+            record: self.record,
+            field,
+            reason,
+        }
     }
 }

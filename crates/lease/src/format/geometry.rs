@@ -62,20 +62,35 @@ impl Geometry {
             _ => return Err(GeometryError::MaxHosts(max_hosts)),
         };
         if !align.is_power_of_two() || align < sector_size || align > MAX_ALIGN {
-            return Err(GeometryError::Align { align, sector: sector_size });
+            return Err(GeometryError::Align {
+                align,
+                sector: sector_size,
+            });
         }
         let need = (2 + u64::from(max_hosts)) * sector_size;
         if need > align {
-            return Err(GeometryError::DoesNotFit { max_hosts, need, align });
+            return Err(GeometryError::DoesNotFit {
+                max_hosts,
+                need,
+                align,
+            });
         }
         // Checked above: 512 or 4096.
         let sector_size = if sector_size == 512 { 512 } else { 4096 };
-        Ok(Geometry { sector_size, max_hosts, align })
+        Ok(Geometry {
+            sector_size,
+            max_hosts,
+            align,
+        })
     }
 
     /// 512-byte sectors, default hosts and alignment.
     pub fn default_512() -> Geometry {
-        Geometry { sector_size: 512, max_hosts: DEFAULT_MAX_HOSTS, align: DEFAULT_ALIGN }
+        Geometry {
+            sector_size: 512,
+            max_hosts: DEFAULT_MAX_HOSTS,
+            align: DEFAULT_ALIGN,
+        }
     }
 
     /// Sector size in bytes.
@@ -129,7 +144,11 @@ impl Geometry {
         max_hosts: u32,
         align_kib: u32,
     ) -> Result<Geometry, GeometryError> {
-        Geometry::new(u64::from(sector_size), u64::from(max_hosts), u64::from(align_kib) << 10)
+        Geometry::new(
+            u64::from(sector_size),
+            u64::from(max_hosts),
+            u64::from(align_kib) << 10,
+        )
     }
 }
 
@@ -141,10 +160,22 @@ mod tests {
     fn validates() {
         assert!(Geometry::new(512, 128, 1 << 20).is_ok());
         assert!(Geometry::new(4096, 250, 2 << 20).is_ok());
-        assert_eq!(Geometry::new(1024, 8, 1 << 20), Err(GeometryError::SectorSize(1024)));
-        assert_eq!(Geometry::new(512, 0, 1 << 20), Err(GeometryError::MaxHosts(0)));
-        assert!(matches!(Geometry::new(512, 8, 3 << 20), Err(GeometryError::Align { .. })));
-        assert!(matches!(Geometry::new(4096, 2000, 1 << 20), Err(GeometryError::DoesNotFit { .. })));
+        assert_eq!(
+            Geometry::new(1024, 8, 1 << 20),
+            Err(GeometryError::SectorSize(1024))
+        );
+        assert_eq!(
+            Geometry::new(512, 0, 1 << 20),
+            Err(GeometryError::MaxHosts(0))
+        );
+        assert!(matches!(
+            Geometry::new(512, 8, 3 << 20),
+            Err(GeometryError::Align { .. })
+        ));
+        assert!(matches!(
+            Geometry::new(4096, 2000, 1 << 20),
+            Err(GeometryError::DoesNotFit { .. })
+        ));
         assert!(Geometry::new(512, 2000, 2 << 20).is_ok());
     }
 

@@ -91,11 +91,19 @@ impl IndexHeader {
             .map_err(|e| d.bad("geometry", e.to_string()))?;
         let slots = d.u32(20);
         if slots == 0 || slots > MAX_INDEX_SLOTS {
-            return Err(d.bad("slots", format!("{slots} is outside 1 to {MAX_INDEX_SLOTS}")));
+            return Err(d.bad(
+                "slots",
+                format!("{slots} is outside 1 to {MAX_INDEX_SLOTS}"),
+            ));
         }
         let lockspace =
             Name::from_field(d.bytes(24, 48)).map_err(|e| d.bad("lockspace", e.to_string()))?;
-        Ok(IndexHeader { lockspace, geometry, slots, rebuilding: flags & FLAG_REBUILDING != 0 })
+        Ok(IndexHeader {
+            lockspace,
+            geometry,
+            slots,
+            rebuilding: flags & FLAG_REBUILDING != 0,
+        })
     }
 }
 
@@ -142,21 +150,39 @@ impl IndexRecord {
     pub fn decode(entry: &[u8], expected_slot: u32) -> Result<Self, FormatError> {
         let record = Record::IndexRecord;
         if entry.len() < INDEX_RECORD_LEN {
-            return Err(FormatError::TooShort { record, len: entry.len(), need: INDEX_RECORD_LEN });
+            return Err(FormatError::TooShort {
+                record,
+                len: entry.len(),
+                need: INDEX_RECORD_LEN,
+            });
         }
         let entry = &entry[..INDEX_RECORD_LEN];
         if is_blank(entry) {
-            return Ok(IndexRecord { slot: expected_slot, state: RecordState::Free });
+            return Ok(IndexRecord {
+                slot: expected_slot,
+                state: RecordState::Free,
+            });
         }
         let stored = u32::from_le_bytes([entry[60], entry[61], entry[62], entry[63]]);
         let computed = crc32c::crc32c(&entry[..REC_CRC]);
         if stored != computed {
-            return Err(FormatError::BadChecksum { record, stored, computed });
+            return Err(FormatError::BadChecksum {
+                record,
+                stored,
+                computed,
+            });
         }
-        let bad = |field, reason: String| FormatError::BadField { record, field, reason };
+        let bad = |field, reason: String| FormatError::BadField {
+            record,
+            field,
+            reason,
+        };
         let slot = u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]);
         if slot != expected_slot {
-            return Err(bad("slot", format!("entry {expected_slot} names slot {slot}")));
+            return Err(bad(
+                "slot",
+                format!("entry {expected_slot} names slot {slot}"),
+            ));
         }
         if entry[1..4].iter().any(|&b| b != 0) {
             return Err(bad("reserved", "not zero".into()));
@@ -172,7 +198,6 @@ impl IndexRecord {
         Ok(IndexRecord { slot, state })
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -202,17 +227,31 @@ mod tests {
     #[test]
     fn record_roundtrip() {
         let n = Name::new("vm-1").unwrap();
-        for state in [RecordState::Free, RecordState::Used(n.clone()), RecordState::Updating(n)] {
+        for state in [
+            RecordState::Free,
+            RecordState::Used(n.clone()),
+            RecordState::Updating(n),
+        ] {
             let r = IndexRecord { slot: 7, state };
             let mut b = [0u8; 64];
             r.encode(&mut b);
             assert_eq!(IndexRecord::decode(&b, 7).unwrap(), r);
             assert!(IndexRecord::decode(&b, 8).is_err());
         }
-        assert_eq!(IndexRecord::decode(&[0; 64], 3).unwrap().state, RecordState::Free);
+        assert_eq!(
+            IndexRecord::decode(&[0; 64], 3).unwrap().state,
+            RecordState::Free
+        );
         let mut b = [0u8; 64];
-        IndexRecord { slot: 1, state: RecordState::Used(Name::new("x").unwrap()) }.encode(&mut b);
+        IndexRecord {
+            slot: 1,
+            state: RecordState::Used(Name::new("x").unwrap()),
+        }
+        .encode(&mut b);
         b[9] ^= 0x40;
-        assert!(matches!(IndexRecord::decode(&b, 1), Err(FormatError::BadChecksum { .. })));
+        assert!(matches!(
+            IndexRecord::decode(&b, 1),
+            Err(FormatError::BadChecksum { .. })
+        ));
     }
 }

@@ -58,7 +58,12 @@ impl LockspaceHeader {
         let mut uuid = [0u8; 16];
         uuid.copy_from_slice(d.bytes(24, 16));
         let name = Name::from_field(d.bytes(40, 48)).map_err(|e| d.bad("name", e.to_string()))?;
-        Ok(LockspaceHeader { name, geometry, io_timeout_ms, uuid })
+        Ok(LockspaceHeader {
+            name,
+            geometry,
+            io_timeout_ms,
+            uuid,
+        })
     }
 }
 
@@ -67,7 +72,9 @@ pub fn check_io_timeout(ms: u32) -> Result<(), String> {
     if (MIN_IO_TIMEOUT_MS..=MAX_IO_TIMEOUT_MS).contains(&ms) {
         Ok(())
     } else {
-        Err(format!("{ms} ms is outside {MIN_IO_TIMEOUT_MS} ms to {MAX_IO_TIMEOUT_MS} ms"))
+        Err(format!(
+            "{ms} ms is outside {MIN_IO_TIMEOUT_MS} ms to {MAX_IO_TIMEOUT_MS} ms"
+        ))
     }
 }
 
@@ -120,7 +127,10 @@ impl HostSlot {
         }
         let host_id = d.u32(8);
         if host_id != expected_host {
-            return Err(d.bad("host_id", format!("slot {expected_host} holds host id {host_id}")));
+            return Err(d.bad(
+                "host_id",
+                format!("slot {expected_host} holds host id {host_id}"),
+            ));
         }
         let generation = d.u64(16);
         if generation == 0 {
@@ -182,17 +192,35 @@ mod tests {
         let mut s = [0u8; 512];
         slot().encode(&mut s);
         assert_eq!(HostSlot::decode(&s, 3).unwrap(), slot());
-        assert!(matches!(HostSlot::decode(&s, 4), Err(FormatError::BadField { field: "host_id", .. })));
+        assert!(matches!(
+            HostSlot::decode(&s, 4),
+            Err(FormatError::BadField {
+                field: "host_id",
+                ..
+            })
+        ));
         s[30] ^= 1;
-        assert!(matches!(HostSlot::decode(&s, 3), Err(FormatError::BadChecksum { .. })));
-        assert!(matches!(HostSlot::decode(&[0u8; 512], 3), Err(FormatError::Blank { .. })));
-        assert!(matches!(HostSlot::decode(&[1u8; 20], 3), Err(FormatError::TooShort { .. })));
+        assert!(matches!(
+            HostSlot::decode(&s, 3),
+            Err(FormatError::BadChecksum { .. })
+        ));
+        assert!(matches!(
+            HostSlot::decode(&[0u8; 512], 3),
+            Err(FormatError::Blank { .. })
+        ));
+        assert!(matches!(
+            HostSlot::decode(&[1u8; 20], 3),
+            Err(FormatError::TooShort { .. })
+        ));
     }
 
     #[test]
     fn header_rejects_wrong_kind() {
         let mut s = [0u8; 512];
         slot().encode(&mut s);
-        assert!(matches!(LockspaceHeader::decode(&s), Err(FormatError::BadMagic { .. })));
+        assert!(matches!(
+            LockspaceHeader::decode(&s),
+            Err(FormatError::BadMagic { .. })
+        ));
     }
 }

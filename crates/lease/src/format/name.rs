@@ -39,10 +39,14 @@ impl Name {
         if s.len() > NAME_LEN {
             return Err(NameError::TooLong(s.to_string()));
         }
-        if let Some(ch) =
-            s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+        if let Some(ch) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
         {
-            return Err(NameError::BadChar { name: s.to_string(), ch });
+            return Err(NameError::BadChar {
+                name: s.to_string(),
+                ch,
+            });
         }
         Ok(Name(s.to_string()))
     }
@@ -63,7 +67,10 @@ impl Name {
     pub fn from_field(field: &[u8]) -> Result<Name, NameError> {
         let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
         if field[end..].iter().any(|&b| b != 0) {
-            return Err(NameError::BadChar { name: String::from_utf8_lossy(field).into(), ch: '\0' });
+            return Err(NameError::BadChar {
+                name: String::from_utf8_lossy(field).into(),
+                ch: '\0',
+            });
         }
         match std::str::from_utf8(&field[..end]) {
             Ok(s) => Name::new(s),
@@ -102,8 +109,14 @@ mod tests {
     fn valid_and_invalid() {
         assert!(Name::new("vm-0f3c.disk_1:a").is_ok());
         assert_eq!(Name::new(""), Err(NameError::Empty));
-        assert!(matches!(Name::new(&"a".repeat(49)), Err(NameError::TooLong(_))));
-        assert!(matches!(Name::new("a b"), Err(NameError::BadChar { ch: ' ', .. })));
+        assert!(matches!(
+            Name::new(&"a".repeat(49)),
+            Err(NameError::TooLong(_))
+        ));
+        assert!(matches!(
+            Name::new("a b"),
+            Err(NameError::BadChar { ch: ' ', .. })
+        ));
     }
 
     #[test]

@@ -35,7 +35,10 @@ impl std::fmt::Display for OwnerId {
 }
 
 fn owner(host_id: u32, generation: u64) -> Option<OwnerId> {
-    (host_id != 0).then_some(OwnerId { host_id, generation })
+    (host_id != 0).then_some(OwnerId {
+        host_id,
+        generation,
+    })
 }
 
 /// Sector 0 of a resource lease: who owns it at which lease version.
@@ -67,8 +70,14 @@ impl Leader {
         e.u32(12, self.geometry.max_hosts());
         e.u32(16, self.geometry.align_kib());
         e.u64(24, self.lver);
-        let o = self.owner.unwrap_or(OwnerId { host_id: 0, generation: 0 });
-        let w = self.writer.unwrap_or(OwnerId { host_id: 0, generation: 0 });
+        let o = self.owner.unwrap_or(OwnerId {
+            host_id: 0,
+            generation: 0,
+        });
+        let w = self.writer.unwrap_or(OwnerId {
+            host_id: 0,
+            generation: 0,
+        });
         e.u32(32, o.host_id);
         e.u32(36, w.host_id);
         e.u64(40, o.generation);
@@ -159,7 +168,11 @@ impl Request {
         if force_mode > 1 {
             return Err(d.bad("force_mode", format!("{force_mode} is not 0 or 1")));
         }
-        Ok(Some(Request { lver: d.u64(16), force_mode, requester: d.u32(8) }))
+        Ok(Some(Request {
+            lver: d.u64(16),
+            force_mode,
+            requester: d.u32(8),
+        }))
     }
 }
 
@@ -184,7 +197,10 @@ pub struct Ballot {
 impl Ballot {
     /// The state of a never-written block.
     pub fn blank(host_id: u32) -> Ballot {
-        Ballot { host_id, ..Ballot::default() }
+        Ballot {
+            host_id,
+            ..Ballot::default()
+        }
     }
 
     /// Encodes into `sector` (at least 60 bytes).
@@ -192,9 +208,19 @@ impl Ballot {
         let mut e = Enc::new(sector);
         e.u32(0, BALLOT_MAGIC);
         e.u16(4, super::VERSION);
-        e.u16(6, if self.shared.is_some() { FLAG_SHARED } else { 0 });
+        e.u16(
+            6,
+            if self.shared.is_some() {
+                FLAG_SHARED
+            } else {
+                0
+            },
+        );
         e.u32(8, self.host_id);
-        let inp = self.inp.unwrap_or(OwnerId { host_id: 0, generation: 0 });
+        let inp = self.inp.unwrap_or(OwnerId {
+            host_id: 0,
+            generation: 0,
+        });
         e.u32(12, inp.host_id);
         e.u64(16, self.lver);
         e.u64(24, self.mbal);
@@ -217,7 +243,10 @@ impl Ballot {
         }
         let host_id = d.u32(8);
         if host_id != expected_host {
-            return Err(d.bad("host_id", format!("block {expected_host} holds host id {host_id}")));
+            return Err(d.bad(
+                "host_id",
+                format!("block {expected_host} holds host id {host_id}"),
+            ));
         }
         let inp = owner_checked(&d, d.u32(12), d.u64(40), g, "inp_host_id")?;
         let (mbal, bal) = (d.u64(24), d.u64(32));
@@ -225,10 +254,20 @@ impl Ballot {
             return Err(d.bad("bal", format!("bal {bal} exceeds mbal {mbal}")));
         }
         if (bal == 0) != inp.is_none() {
-            return Err(d.bad("inp", "an accepted value needs a ballot and vice versa".into()));
+            return Err(d.bad(
+                "inp",
+                "an accepted value needs a ballot and vice versa".into(),
+            ));
         }
         let shared = (flags & FLAG_SHARED != 0).then(|| d.u64(48));
-        Ok(Ballot { host_id, lver: d.u64(16), mbal, bal, inp, shared })
+        Ok(Ballot {
+            host_id,
+            lver: d.u64(16),
+            mbal,
+            bal,
+            inp,
+            shared,
+        })
     }
 }
 
@@ -247,8 +286,14 @@ mod tests {
             resource: Name::new("vm-1").unwrap(),
             geometry: g(),
             lver: 5,
-            owner: Some(OwnerId { host_id: 2, generation: 3 }),
-            writer: Some(OwnerId { host_id: 2, generation: 3 }),
+            owner: Some(OwnerId {
+                host_id: 2,
+                generation: 3,
+            }),
+            writer: Some(OwnerId {
+                host_id: 2,
+                generation: 3,
+            }),
             write_time_ms: 77,
         };
         let mut s = [0u8; 512];
@@ -266,13 +311,22 @@ mod tests {
             resource: Name::new("r").unwrap(),
             geometry: g(),
             lver: 1,
-            owner: Some(OwnerId { host_id: 9, generation: 1 }),
+            owner: Some(OwnerId {
+                host_id: 9,
+                generation: 1,
+            }),
             writer: None,
             write_time_ms: 0,
         };
         let mut s = [0u8; 512];
         l.encode(&mut s);
-        assert!(matches!(Leader::decode(&s), Err(FormatError::BadField { field: "owner_host_id", .. })));
+        assert!(matches!(
+            Leader::decode(&s),
+            Err(FormatError::BadField {
+                field: "owner_host_id",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -282,22 +336,35 @@ mod tests {
             lver: 2,
             mbal: 12,
             bal: 12,
-            inp: Some(OwnerId { host_id: 4, generation: 1 }),
+            inp: Some(OwnerId {
+                host_id: 4,
+                generation: 1,
+            }),
             shared: Some(1),
         };
         let mut s = [0u8; 512];
         b.encode(&mut s);
         assert_eq!(Ballot::decode(&s, 4, &g()).unwrap(), b);
         assert!(Ballot::decode(&s, 5, &g()).is_err());
-        assert_eq!(Ballot::decode(&[0u8; 512], 5, &g()).unwrap(), Ballot::blank(5));
+        assert_eq!(
+            Ballot::decode(&[0u8; 512], 5, &g()).unwrap(),
+            Ballot::blank(5)
+        );
         let bad = Ballot { bal: 13, ..b };
         bad.encode(&mut s);
-        assert!(matches!(Ballot::decode(&s, 4, &g()), Err(FormatError::BadField { field: "bal", .. })));
+        assert!(matches!(
+            Ballot::decode(&s, 4, &g()),
+            Err(FormatError::BadField { field: "bal", .. })
+        ));
     }
 
     #[test]
     fn request_roundtrip() {
-        let r = Request { lver: 3, force_mode: 1, requester: 2 };
+        let r = Request {
+            lver: 3,
+            force_mode: 1,
+            requester: 2,
+        };
         let mut s = [0u8; 512];
         assert_eq!(Request::decode(&s).unwrap(), None);
         r.encode(&mut s);
