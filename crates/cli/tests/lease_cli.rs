@@ -2,6 +2,8 @@
 //! input that must produce a clear error and the documented exit code
 //! without changing anything on disk.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::path::Path;
 use std::process::{Command, Output};
 

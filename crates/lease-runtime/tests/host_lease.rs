@@ -1,6 +1,8 @@
 //! Host lease (delta lease) behaviour on the simulated disk: join timing,
 //! collisions, stale slots, resume, hung storage, scans, leave.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::time::Duration;
 
 use nosplit_clock::MonoTime;

@@ -1,5 +1,7 @@
 //! Resource lease (Disk Paxos) behaviour on the simulated disk.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::time::Duration;
 
 use nosplit_lease::host::JoinMode;

@@ -1,6 +1,8 @@
 //! Seeded cluster simulations: the S1 oracle stays silent with protection
 //! and fires in the control run without it.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::time::Duration;
 
 use nosplit_lease_runtime::sim::chaos::{run, SimConfig};

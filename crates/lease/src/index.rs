@@ -340,6 +340,7 @@ pub struct RebuildReport {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // in-memory test volumes are small
 mod tests {
     use super::*;
 
