@@ -213,6 +213,15 @@ impl FileStorage {
         self.count_stuck(RealClock.now())
     }
 
+    /// Workers currently inside a request (stuck or not).
+    #[doc(hidden)]
+    pub fn busy_workers(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.busy_deadline.load(Ordering::SeqCst) != 0)
+            .count()
+    }
+
     /// Test hook: makes every worker sleep `stall` before each I/O it
     /// starts, as a hung mount would. `Duration::ZERO` turns it off.
     #[doc(hidden)]

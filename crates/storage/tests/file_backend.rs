@@ -260,10 +260,19 @@ fn queued_request_gets_a_fresh_worker_when_all_are_stuck() {
     let (_path, mut s) = create(&dir, 64 * 1024);
     s.set_test_stall(Duration::from_secs(5));
     let now = s.now();
-    s.submit(read_req(1, now + Duration::from_millis(50)));
-    s.submit(read_req(2, now + Duration::from_millis(50)));
-    // Let both workers pick their request up (and stall) before healing.
-    std::thread::sleep(Duration::from_millis(10));
+    s.submit(read_req(1, now + Duration::from_millis(300)));
+    s.submit(read_req(2, now + Duration::from_millis(300)));
+    // Let both workers pick their request up (and stall) before healing;
+    // poll rather than sleep a fixed time, which a loaded machine outruns.
+    let t = Instant::now();
+    while s.busy_workers() < 2 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        s.busy_workers(),
+        2,
+        "workers never picked their requests up"
+    );
     s.set_test_stall(Duration::ZERO);
     s.submit(read_req(3, now + Duration::from_secs(3)));
     let mut results = Vec::new();
