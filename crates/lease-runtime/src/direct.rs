@@ -42,7 +42,7 @@ pub fn open(
     )?)
 }
 
-fn check_area(s: &dyn Storage, base: u64, len: u64) -> Result<(), RuntimeError> {
+pub(crate) fn check_area(s: &dyn Storage, base: u64, len: u64) -> Result<(), RuntimeError> {
     let sector = s.sector_size().bytes();
     if !base.is_multiple_of(sector as u64) {
         return Err(RuntimeError::Misaligned {
@@ -63,7 +63,12 @@ fn check_area(s: &dyn Storage, base: u64, len: u64) -> Result<(), RuntimeError> 
     Ok(())
 }
 
-fn read(s: &mut dyn Storage, off: u64, len: usize, what: &str) -> Result<Vec<u8>, RuntimeError> {
+pub(crate) fn read(
+    s: &mut dyn Storage,
+    off: u64,
+    len: usize,
+    what: &str,
+) -> Result<Vec<u8>, RuntimeError> {
     s.read_sync(off, len, DIRECT_IO_TIMEOUT)
         .map(|b| b.to_vec())
         .map_err(|source| RuntimeError::Io {
@@ -73,7 +78,12 @@ fn read(s: &mut dyn Storage, off: u64, len: usize, what: &str) -> Result<Vec<u8>
         })
 }
 
-fn write(s: &mut dyn Storage, off: u64, data: &[u8], what: &str) -> Result<(), RuntimeError> {
+pub(crate) fn write(
+    s: &mut dyn Storage,
+    off: u64,
+    data: &[u8],
+    what: &str,
+) -> Result<(), RuntimeError> {
     s.write_sync(off, AlignedBuf::from_slice(data), DIRECT_IO_TIMEOUT)
         .map_err(|source| RuntimeError::Io {
             path: s.describe(),
@@ -82,7 +92,7 @@ fn write(s: &mut dyn Storage, off: u64, data: &[u8], what: &str) -> Result<(), R
         })
 }
 
-fn sector_of(g: &Geometry, s: &dyn Storage) -> Result<(), RuntimeError> {
+pub(crate) fn sector_of(g: &Geometry, s: &dyn Storage) -> Result<(), RuntimeError> {
     let device = s.sector_size().bytes();
     if g.sector() != device {
         return Err(RuntimeError::SectorMismatch {

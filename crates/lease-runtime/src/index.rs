@@ -5,18 +5,10 @@
 
 use nosplit_lease::format::{Geometry, IndexHeader, Leader, Name};
 use nosplit_lease::index::{IndexError, IndexTable, RebuildReport, Write};
-use nosplit_storage::{AlignedBuf, Storage};
+use nosplit_storage::Storage;
 
-use crate::direct::DIRECT_IO_TIMEOUT;
+use crate::direct::{check_area, read, sector_of, write};
 use crate::RuntimeError;
-
-fn io_err(s: &dyn Storage, what: &str, source: nosplit_storage::IoError) -> RuntimeError {
-    RuntimeError::Io {
-        path: s.describe(),
-        what: what.into(),
-        source,
-    }
-}
 
 fn idx_err(s: &dyn Storage, source: IndexError) -> RuntimeError {
     RuntimeError::Index {
@@ -25,43 +17,16 @@ fn idx_err(s: &dyn Storage, source: IndexError) -> RuntimeError {
     }
 }
 
-fn read(s: &mut dyn Storage, off: u64, len: usize, what: &str) -> Result<Vec<u8>, RuntimeError> {
-    s.read_sync(off, len, DIRECT_IO_TIMEOUT)
-        .map(|b| b.to_vec())
-        .map_err(|e| io_err(s, what, e))
-}
-
 fn apply(s: &mut dyn Storage, base: u64, writes: &[Write]) -> Result<(), RuntimeError> {
     for w in writes {
-        s.write_sync(
-            base + w.offset,
-            AlignedBuf::from_slice(&w.data),
-            DIRECT_IO_TIMEOUT,
-        )
-        .map_err(|e| io_err(s, "writing the lease index", e))?;
+        write(s, base + w.offset, &w.data, "writing the lease index")?;
     }
     Ok(())
 }
 
 fn check_fits(s: &dyn Storage, base: u64, header: &IndexHeader) -> Result<(), RuntimeError> {
-    let device = s.sector_size().bytes();
-    if header.geometry.sector() != device {
-        return Err(RuntimeError::SectorMismatch {
-            path: s.describe(),
-            area: header.geometry.sector(),
-            device,
-        });
-    }
-    let end = base.saturating_add(header.total_len());
-    if end > s.size() || !base.is_multiple_of(device as u64) {
-        return Err(RuntimeError::TooSmall {
-            path: s.describe(),
-            offset: base,
-            end,
-            size: s.size(),
-        });
-    }
-    Ok(())
+    sector_of(&header.geometry, s)?;
+    check_area(s, base, header.total_len())
 }
 
 /// Bytes an index of `slots` slots needs.
@@ -93,8 +58,8 @@ pub fn init(
     Ok(header)
 }
 
-/// Reads the header and entry table.
-pub fn load(s: &mut dyn Storage, base: u64) -> Result<IndexTable, RuntimeError> {
+/// Reads and checks the header sector; returns its bytes and the header.
+fn read_header(s: &mut dyn Storage, base: u64) -> Result<(Vec<u8>, IndexHeader), RuntimeError> {
     let sector = s.sector_size().bytes();
     let first = read(s, base, sector, "reading the index header")?;
     let header = IndexHeader::decode(&first).map_err(|source| RuntimeError::Format {
@@ -103,6 +68,12 @@ pub fn load(s: &mut dyn Storage, base: u64) -> Result<IndexTable, RuntimeError> 
         source,
     })?;
     check_fits(s, base, &header)?;
+    Ok((first, header))
+}
+
+/// Reads the header and entry table.
+pub fn load(s: &mut dyn Storage, base: u64) -> Result<IndexTable, RuntimeError> {
+    let (first, header) = read_header(s, base)?;
     let len = usize::try_from(header.table_len()).unwrap_or(usize::MAX);
     let table = read(
         s,
@@ -150,14 +121,8 @@ pub fn remove(s: &mut dyn Storage, base: u64, name: &Name) -> Result<u32, Runtim
 
 /// Rebuilds the entry table from the slots' leader records.
 pub fn rebuild(s: &mut dyn Storage, base: u64) -> Result<RebuildReport, RuntimeError> {
+    let (_, header) = read_header(s, base)?;
     let sector = s.sector_size().bytes();
-    let first = read(s, base, sector, "reading the index header")?;
-    let header = IndexHeader::decode(&first).map_err(|source| RuntimeError::Format {
-        path: s.describe(),
-        offset: base,
-        source,
-    })?;
-    check_fits(s, base, &header)?;
     let mut leaders = Vec::with_capacity(header.slots as usize);
     for k in 0..header.slots {
         leaders.push(read(

@@ -6,11 +6,23 @@
 use std::time::Duration;
 
 use nosplit_clock::MonoTime;
-use nosplit_lease::host::{HostEvent, JoinError, JoinMode, LostReason};
+use nosplit_lease::host::{HostEvent, HostLease, HostLeaseConfig, JoinError, JoinMode, LostReason};
 use nosplit_lease_runtime::sim::Cluster;
 use nosplit_storage::sim::Faults;
 
 const NEW: JoinMode = JoinMode::New { prior_gone: false };
+
+/// A second host, "beta", configured (wrongly) with host id 1.
+fn beta_as_id_1(c: &Cluster) -> HostLeaseConfig {
+    HostLeaseConfig {
+        lockspace: c.spec.lockspace.clone(),
+        host_id: 1,
+        host_name: "beta".parse().unwrap(),
+        sector_size: 512,
+        mode: NEW,
+        bootstrap_timeout: c.timing.io_timeout,
+    }
+}
 
 fn joined_at(c: &mut Cluster, id: u32) -> Option<MonoTime> {
     c.node(id)
@@ -58,15 +70,8 @@ fn simultaneous_joins_with_one_id_let_exactly_one_win() {
         // Two hosts, both configured as id 1 (a configuration mistake).
         c.join_as(1, "alpha", NEW);
         // Host "beta" also joins as id 1, through node 2's handle.
-        let cfg = nosplit_lease::host::HostLeaseConfig {
-            lockspace: c.spec.lockspace.clone(),
-            host_id: 1,
-            host_name: "beta".parse().unwrap(),
-            sector_size: 512,
-            mode: NEW,
-            bootstrap_timeout: c.timing.io_timeout,
-        };
-        c.node(2).lease = Some(nosplit_lease::host::HostLease::new(cfg));
+        let cfg = beta_as_id_1(&c);
+        c.node(2).lease = Some(HostLease::new(cfg));
         c.run_for(Duration::from_secs(8));
         let a = joined_at(&mut c, 1).is_some()
             && c.node(1).lease.as_ref().is_some_and(|l| !l.is_done());
@@ -87,15 +92,8 @@ fn a_live_host_keeps_its_id() {
     c.run_for(Duration::from_secs(3));
     assert!(c.node(1).joined());
     // Another host tries the same id: it watches the slot, sees it change.
-    let cfg = nosplit_lease::host::HostLeaseConfig {
-        lockspace: c.spec.lockspace.clone(),
-        host_id: 1,
-        host_name: "beta".parse().unwrap(),
-        sector_size: 512,
-        mode: NEW,
-        bootstrap_timeout: c.timing.io_timeout,
-    };
-    c.node(2).lease = Some(nosplit_lease::host::HostLease::new(cfg));
+    let cfg = beta_as_id_1(&c);
+    c.node(2).lease = Some(HostLease::new(cfg));
     c.run_for(Duration::from_secs(10));
     assert!(
         matches!(join_failure(&mut c, 2), Some(JoinError::InUse { .. })),
@@ -113,15 +111,8 @@ fn a_dead_hosts_id_is_taken_only_after_host_dead() {
     c.power_off(1);
     let off = c.now();
     // Same id, different host name: must watch for host_dead.
-    let cfg = nosplit_lease::host::HostLeaseConfig {
-        lockspace: c.spec.lockspace.clone(),
-        host_id: 1,
-        host_name: "beta".parse().unwrap(),
-        sector_size: 512,
-        mode: NEW,
-        bootstrap_timeout: c.timing.io_timeout,
-    };
-    c.node(2).lease = Some(nosplit_lease::host::HostLease::new(cfg));
+    let cfg = beta_as_id_1(&c);
+    c.node(2).lease = Some(HostLease::new(cfg));
     c.run_for(Duration::from_secs(15));
     let t = joined_at(&mut c, 2).expect("joined after the owner died");
     assert!(
@@ -278,32 +269,28 @@ fn leave_frees_the_id_and_an_overwritten_slot_is_lost() {
 fn bad_lockspaces_fail_the_join_with_a_clear_error() {
     let mut c = Cluster::new(9, 1, 1000);
     c.join(1, NEW);
-    c.node(1).lease = Some(nosplit_lease::host::HostLease::new(
-        nosplit_lease::host::HostLeaseConfig {
-            lockspace: "other".parse().unwrap(),
-            host_id: 1,
-            host_name: "h1".parse().unwrap(),
-            sector_size: 512,
-            mode: NEW,
-            bootstrap_timeout: Duration::from_secs(1),
-        },
-    ));
+    c.node(1).lease = Some(HostLease::new(HostLeaseConfig {
+        lockspace: "other".parse().unwrap(),
+        host_id: 1,
+        host_name: "h1".parse().unwrap(),
+        sector_size: 512,
+        mode: NEW,
+        bootstrap_timeout: Duration::from_secs(1),
+    }));
     c.run_for(Duration::from_millis(50));
     assert!(matches!(
         join_failure(&mut c, 1),
         Some(JoinError::WrongLockspace { .. })
     ));
     c.node(1).events.clear();
-    c.node(1).lease = Some(nosplit_lease::host::HostLease::new(
-        nosplit_lease::host::HostLeaseConfig {
-            lockspace: "simls".parse().unwrap(),
-            host_id: 9,
-            host_name: "h1".parse().unwrap(),
-            sector_size: 512,
-            mode: NEW,
-            bootstrap_timeout: Duration::from_secs(1),
-        },
-    ));
+    c.node(1).lease = Some(HostLease::new(HostLeaseConfig {
+        lockspace: "simls".parse().unwrap(),
+        host_id: 9,
+        host_name: "h1".parse().unwrap(),
+        sector_size: 512,
+        mode: NEW,
+        bootstrap_timeout: Duration::from_secs(1),
+    }));
     c.run_for(Duration::from_millis(50));
     assert!(matches!(
         join_failure(&mut c, 1),

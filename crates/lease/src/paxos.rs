@@ -359,13 +359,11 @@ impl ResourceOp {
         owner: Option<OwnerId>,
     ) {
         let leader = Leader {
-            lockspace: self.spec.lockspace.clone(),
-            resource: self.spec.resource.clone(),
-            geometry: self.spec.geometry,
             lver,
             owner,
             writer: Some(self.me),
             write_time_ms: now.as_millis(),
+            ..self.dummy_leader()
         };
         let mut buf = vec![0u8; self.s()];
         leader.encode(&mut buf);
@@ -817,6 +815,7 @@ impl ResourceOp {
         Ok(())
     }
 
+    /// A free leader of this resource at version 0, to build others from.
     fn dummy_leader(&self) -> Leader {
         Leader {
             lockspace: self.spec.lockspace.clone(),
