@@ -140,6 +140,10 @@ pub enum DumpCmd {
         /// JSON output.
         #[arg(long)]
         json: bool,
+        /// Watch the slots this many seconds and report each host as FREE,
+        /// LIVE, FAIL or DEAD (DEAD needs at least the host-dead time).
+        #[arg(long)]
+        observe: Option<f64>,
         /// Sector size of the storage.
         #[arg(long, value_enum, default_value = "512")]
         sector_size: Sector,
@@ -451,6 +455,35 @@ fn dump(c: DumpCmd) -> Result<()> {
         DumpCmd::Lockspace {
             target,
             json,
+            observe: Some(secs),
+            sector_size,
+        } => {
+            let mut s = open_at(&target, sector_size, None)?;
+            let watch = Duration::try_from_secs_f64(secs)
+                .map_err(|_| anyhow::anyhow!("--observe {secs}: not a duration"))?;
+            let (d, states) = direct::observe_lockspace(&mut *s, target.offset, watch)?;
+            if json {
+                let states: Vec<_> = states
+                    .iter()
+                    .map(|(h, l)| serde_json::json!({"host_id": h, "state": l}))
+                    .collect();
+                return print_json(
+                    &serde_json::json!({"lockspace": d, "observed_s": secs, "hosts": states}),
+                );
+            }
+            print_lockspace(&d);
+            println!("observed for {secs} s from this host's clock:");
+            let rows: Vec<Vec<String>> = states
+                .iter()
+                .map(|(h, l)| vec![h.to_string(), l.to_string()])
+                .collect();
+            print!("{}", render(&["HOST", "LIVENESS"], &rows));
+            Ok(())
+        }
+        DumpCmd::Lockspace {
+            target,
+            json,
+            observe: None,
             sector_size,
         } => {
             let mut s = open_at(&target, sector_size, None)?;

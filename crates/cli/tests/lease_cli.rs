@@ -345,3 +345,61 @@ fn crc32(b: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[test]
+fn observe_reports_live_and_dead_hosts() {
+    let d = dir();
+    let ls = p(d.path(), "ls");
+    init_ls(&ls); // io_timeout 100 ms: host dead after 1.454 s
+    ok(&[
+        "lease",
+        "join",
+        &ls,
+        "--lockspace",
+        "ls1",
+        "--host-id",
+        "1",
+        "--host-name",
+        "a",
+        "--no-leave",
+    ]);
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_nosplit"))
+        .args([
+            "lease",
+            "join",
+            &ls,
+            "--lockspace",
+            "ls1",
+            "--host-id",
+            "2",
+            "--host-name",
+            "b",
+            "--hold",
+            "4",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500)); // host 2 joins (2 x 100 ms wait)
+    let out = ok(&[
+        "lease",
+        "dump",
+        "lockspace",
+        &ls,
+        "--observe",
+        "2",
+        "--json",
+    ]);
+    holder.wait().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let state = |h: u64| {
+        v["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["host_id"] == h)
+            .map(|x| x["state"].clone())
+    };
+    assert_eq!(state(1), Some("DEAD".into()), "{out}");
+    assert_eq!(state(2), Some("LIVE".into()), "{out}");
+}

@@ -16,7 +16,7 @@ use nosplit_lease::paxos::{
     LeaseError, LeaseInfo, LeaseMode, OpKind, OpResult, ResourceOp, ResourceSpec,
 };
 use nosplit_lease::timing::Timing;
-use nosplit_lease::view::HostView;
+use nosplit_lease::view::{HostView, Liveness};
 use nosplit_storage::file::{FileStorage, OpenOpts};
 use nosplit_storage::{AlignedBuf, SectorSize, Storage};
 
@@ -467,4 +467,50 @@ impl Direct {
             }
         }
     }
+}
+
+/// Watches a lockspace's host slots for `watch`, reading them every renewal
+/// interval, and returns each non-blank host's liveness as judged from this
+/// host's clock (only changes seen count: a host needs to be watched for the
+/// host-dead time before it can be called DEAD).
+pub fn observe_lockspace(
+    s: &mut dyn Storage,
+    base: u64,
+    watch: Duration,
+) -> Result<(LockspaceDump, Vec<(u32, Liveness)>), RuntimeError> {
+    let header = read_header(s, base)?;
+    let g = header.geometry;
+    let timing = Timing::from_io_timeout_ms(header.io_timeout_ms);
+    let mut view = HostView::default();
+    let end = s.now() + watch;
+    loop {
+        let issued = s.now();
+        let raw = read(
+            s,
+            base + g.sector() as u64,
+            g.max_hosts() as usize * g.sector(),
+            "reading host slots",
+        )?;
+        let done = s.now();
+        for (i, sec) in raw.chunks_exact(g.sector()).enumerate() {
+            let host = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            if is_blank(sec) {
+                continue;
+            }
+            if let Ok(slot) = HostSlot::decode(sec, host) {
+                view.observe(host, Some(slot), issued, done);
+            }
+        }
+        if done >= end {
+            break;
+        }
+        let until = (done + timing.renew_interval).min(end);
+        while s.wait(until).is_some() {}
+    }
+    let dump = read_lockspace(s, base)?;
+    let states = view
+        .iter()
+        .filter_map(|(h, _)| view.liveness(h, &timing).map(|l| (h, l)))
+        .collect();
+    Ok((dump, states))
 }
