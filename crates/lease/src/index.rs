@@ -112,6 +112,19 @@ impl IndexTable {
     /// Decodes the header sector and the entry table that follows it.
     pub fn decode(header_sector: &[u8], table: &[u8]) -> Result<IndexTable, IndexError> {
         let header = IndexHeader::decode(header_sector)?;
+        // The whole sector-rounded table, checked before anything is sized
+        // from the (untrusted) slot count.
+        let need = usize::try_from(header.table_len()).unwrap_or(usize::MAX);
+        if table.len() < need {
+            let record = crate::format::Record::IndexRecord;
+            return Err(FormatError::TooShort {
+                record,
+                len: table.len(),
+                need,
+            }
+            .into());
+        }
+        let table = &table[..need];
         let mut entries = Vec::with_capacity(header.slots as usize);
         for k in 0..header.slots {
             let at = k as usize * INDEX_RECORD_LEN;
@@ -446,6 +459,26 @@ mod tests {
             );
             assert_eq!(report.used, u32::from(present));
         }
+    }
+
+    /// Found by fuzzing: a table shorter than its sector-rounded length
+    /// decoded, then `plan_add` sliced past its end.
+    #[test]
+    fn short_table_is_rejected_not_planned_on() {
+        let h = IndexHeader {
+            lockspace: name("ls"),
+            geometry: Geometry::default_512(),
+            slots: 1,
+            rebuilding: false,
+        };
+        let mut first = vec![0u8; 512];
+        h.encode(&mut first);
+        assert!(matches!(
+            IndexTable::decode(&first, &[0u8; 64]),
+            Err(IndexError::Corrupt(FormatError::TooShort { need: 512, .. }))
+        ));
+        let mut t = IndexTable::decode(&first, &[0u8; 512]).unwrap();
+        t.plan_add(&name("vm-1")).unwrap();
     }
 
     #[test]

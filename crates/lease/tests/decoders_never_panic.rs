@@ -66,7 +66,7 @@ fn host_slot() -> impl Strategy<Value = HostSlot> {
         1..=u64::MAX,
         any::<u64>(),
         any::<u64>(),
-        any::<u32>(),
+        MIN_IO_TIMEOUT_MS..=MAX_IO_TIMEOUT_MS,
         any::<bool>(),
         any::<[u8; 16]>(),
         name(),
@@ -139,7 +139,7 @@ fn ballot() -> impl Strategy<Value = (Ballot, Geometry)> {
             any::<u64>(),
             mbal_bal,
             owner(g),
-            proptest::option::of(any::<u64>()),
+            proptest::option::of(1..=u64::MAX),
         )
             .prop_map(move |(host_id, lver, (mbal, bal), o, shared)| {
                 let inp = (bal > 0).then_some(o);

@@ -107,6 +107,19 @@ impl<'a> Dec<'a> {
     pub(crate) fn bytes(&self, off: usize, len: usize) -> &'a [u8] {
         &self.buf[off..off + len]
     }
+    /// Fails unless `buf[off..off + len]` is all zero (reserved bytes).
+    pub(crate) fn zero(
+        &self,
+        off: usize,
+        len: usize,
+        field: &'static str,
+    ) -> Result<(), FormatError> {
+        if self.buf[off..off + len].iter().any(|&b| b != 0) {
+            return Err(self.bad(field, "reserved bytes are not zero".into()));
+        }
+        Ok(())
+    }
+
     /// A field that failed validation.
     pub(crate) fn bad(&self, field: &'static str, reason: String) -> FormatError {
         FormatError::BadField {

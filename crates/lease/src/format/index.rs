@@ -184,7 +184,7 @@ impl IndexRecord {
                 format!("entry {expected_slot} names slot {slot}"),
             ));
         }
-        if entry[1..4].iter().any(|&b| b != 0) {
+        if entry[1..4].iter().chain(&entry[56..60]).any(|&b| b != 0) {
             return Err(bad("reserved", "not zero".into()));
         }
         let name = || Name::from_field(&entry[8..56]).map_err(|e| bad("name", e.to_string()));

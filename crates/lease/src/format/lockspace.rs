@@ -51,6 +51,7 @@ impl LockspaceHeader {
     /// Decodes and validates.
     pub fn decode(sector: &[u8]) -> Result<Self, FormatError> {
         let d = Dec::open(sector, Record::LockspaceHeader, LOCKSPACE_MAGIC, HDR_CRC)?;
+        d.zero(6, 2, "flags")?;
         let geometry = Geometry::from_disk(d.u32(8), d.u32(12), d.u32(16))
             .map_err(|e| d.bad("geometry", e.to_string()))?;
         let io_timeout_ms = d.u32(20);
@@ -132,6 +133,7 @@ impl HostSlot {
                 format!("slot {expected_host} holds host id {host_id}"),
             ));
         }
+        check_io_timeout(d.u32(12)).map_err(|r| d.bad("io_timeout_ms", r))?;
         let generation = d.u64(16);
         if generation == 0 {
             return Err(d.bad("generation", "0 is never written".into()));

@@ -91,18 +91,14 @@ impl Leader {
     /// Decodes and validates.
     pub fn decode(sector: &[u8]) -> Result<Self, FormatError> {
         let d = Dec::open(sector, Record::Leader, LEADER_MAGIC, LEADER_CRC)?;
+        d.zero(20, 4, "reserved")?;
         if d.u16(6) != 0 {
             return Err(d.bad("flags", format!("unknown flags {:#06x}", d.u16(6))));
         }
         let geometry = Geometry::from_disk(d.u32(8), d.u32(12), d.u32(16))
             .map_err(|e| d.bad("geometry", e.to_string()))?;
-        let owner = owner(d.u32(32), d.u64(40));
+        let owner = owner_checked(&d, d.u32(32), d.u64(40), &geometry, "owner_host_id")?;
         let writer = owner_checked(&d, d.u32(36), d.u64(48), &geometry, "writer")?;
-        if let Some(o) = owner {
-            if !geometry.valid_host(o.host_id) {
-                return Err(d.bad("owner_host_id", format!("{} exceeds max hosts", o.host_id)));
-            }
-        }
         let lockspace =
             Name::from_field(d.bytes(64, 48)).map_err(|e| d.bad("lockspace", e.to_string()))?;
         let resource =
@@ -126,6 +122,9 @@ fn owner_checked(
     g: &Geometry,
     field: &'static str,
 ) -> Result<Option<OwnerId>, FormatError> {
+    if host_id == 0 && generation != 0 {
+        return Err(d.bad(field, format!("no host, but generation {generation}")));
+    }
     let o = owner(host_id, generation);
     if let Some(o) = o {
         if !g.valid_host(o.host_id) {
@@ -164,6 +163,7 @@ impl Request {
             return Ok(None);
         }
         let d = Dec::open(sector, Record::Request, REQUEST_MAGIC, REQUEST_CRC)?;
+        d.zero(6, 2, "flags")?;
         let force_mode = d.u32(12);
         if force_mode > 1 {
             return Err(d.bad("force_mode", format!("{force_mode} is not 0 or 1")));
@@ -259,7 +259,19 @@ impl Ballot {
                 "an accepted value needs a ballot and vice versa".into(),
             ));
         }
-        let shared = (flags & FLAG_SHARED != 0).then(|| d.u64(48));
+        let shared = match (flags & FLAG_SHARED != 0, d.u64(48)) {
+            (true, 0) => {
+                return Err(d.bad(
+                    "shared_generation",
+                    "a shared mark needs a generation".into(),
+                ))
+            }
+            (true, g) => Some(g),
+            (false, 0) => None,
+            (false, g) => {
+                return Err(d.bad("shared_generation", format!("{g} without the SHARED flag")))
+            }
+        };
         Ok(Ballot {
             host_id,
             lver: d.u64(16),
