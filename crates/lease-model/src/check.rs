@@ -1,22 +1,23 @@
 //! Running the checker and summarising its result.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use stateright::{Checker, Expectation, Model};
+use stateright::{Checker, Expectation, HasDiscoveries, Model, Path};
 
 use crate::model::LeaseModel;
-use crate::types::{Bounds, Variant};
+use crate::types::{Action, Bounds, State, Variant};
 
 /// What the checker found for one property.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PropertyOutcome {
     /// An `always` property with no counterexample in the explored space.
     Holds,
-    /// An `always` property with a counterexample; the trace is the formatted actions.
-    Violated(Vec<String>),
-    /// A `sometimes` property with an example; the trace is the formatted actions.
-    Found(Vec<String>),
+    /// An `always` property with a counterexample (the actions leading to it).
+    Violated(Vec<Action>),
+    /// A `sometimes` property with an example (the actions leading to it).
+    Found(Vec<Action>),
     /// A `sometimes` property with no example in the explored space.
     NotFound,
 }
@@ -30,18 +31,7 @@ pub struct PropertyResult {
     pub outcome: PropertyOutcome,
 }
 
-impl PropertyResult {
-    /// Whether the result is what the correct protocol should give: `always` holds,
-    /// `sometimes` has an example.
-    pub fn as_expected(&self) -> bool {
-        matches!(
-            self.outcome,
-            PropertyOutcome::Holds | PropertyOutcome::Found(_)
-        )
-    }
-}
-
-/// Summary of one exhaustive check.
+/// Summary of one check.
 #[derive(Clone, Debug)]
 pub struct CheckReport {
     /// Variant checked.
@@ -54,8 +44,9 @@ pub struct CheckReport {
     pub total_states: usize,
     /// Longest path explored.
     pub max_depth: usize,
-    /// Whether the whole reachable space was explored (false when the check stopped at the
-    /// first counterexample).
+    /// False when checking stopped early because every awaited discovery was made (a broken
+    /// variant's expected counterexamples; for the correct variant, a discovery for every
+    /// property, i.e. some `always` property failed), so not every state was visited.
     pub complete: bool,
     /// Wall-clock time.
     pub elapsed: Duration,
@@ -64,9 +55,35 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
-    /// The result of the named property.
-    pub fn property(&self, name: &str) -> Option<&PropertyResult> {
-        self.properties.iter().find(|p| p.name == name)
+    /// The outcome for the named property.
+    pub fn outcome(&self, name: &str) -> Option<&PropertyOutcome> {
+        self.properties
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| &p.outcome)
+    }
+
+    /// Whether every `always` property holds and every `sometimes` property has an example.
+    pub fn all_as_expected(&self) -> bool {
+        self.properties.iter().all(|p| {
+            matches!(
+                p.outcome,
+                PropertyOutcome::Holds | PropertyOutcome::Found(_)
+            )
+        })
+    }
+
+    /// Whether the `always` properties named by [`Variant::expected_violations`] are exactly
+    /// the ones violated.
+    pub fn violations_as_expected(&self) -> bool {
+        let violated: BTreeSet<&str> = self
+            .properties
+            .iter()
+            .filter(|p| matches!(p.outcome, PropertyOutcome::Violated(_)))
+            .map(|p| p.name)
+            .collect();
+        let expected: BTreeSet<&str> = self.variant.expected_violations().iter().copied().collect();
+        violated == expected
     }
 }
 
@@ -74,7 +91,7 @@ impl fmt::Display for CheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "variant {} with {} hosts: {} unique states ({} generated, depth {}) in {:.2?}{}",
+            "{} ({} hosts): {} states ({} generated, depth {}) in {:.2?}{}",
             self.variant,
             self.bounds.hosts,
             self.unique_states,
@@ -82,58 +99,62 @@ impl fmt::Display for CheckReport {
             self.max_depth,
             self.elapsed,
             if self.complete {
-                ""
+                ", exhaustive"
             } else {
-                " (stopped early)"
+                ", stopped early once the awaited discoveries were made"
             },
         )?;
         for p in &self.properties {
             let what = match &p.outcome {
                 PropertyOutcome::Holds => "holds".to_string(),
-                PropertyOutcome::Violated(t) => {
-                    format!("VIOLATED (counterexample of {} steps)", t.len())
-                }
-                PropertyOutcome::Found(t) => format!("example found ({} steps)", t.len()),
-                PropertyOutcome::NotFound => "NO EXAMPLE".to_string(),
+                PropertyOutcome::Violated(t) => format!("VIOLATED after {} steps", t.len()),
+                PropertyOutcome::Found(t) => format!("example in {} steps", t.len()),
+                PropertyOutcome::NotFound => "no example".to_string(),
             };
-            writeln!(f, "  {:<30} {}", p.name, what)?;
+            writeln!(f, "    {:<30} {}", p.name, what)?;
         }
         Ok(())
     }
 }
 
-/// Exhaustively checks `variant` within `bounds` (breadth-first, `threads` worker threads).
-/// With `stop_at_violation`, checking stops as soon as any `always` property is violated.
-pub fn check(
-    variant: Variant,
-    bounds: Bounds,
-    threads: usize,
-    stop_at_violation: bool,
-) -> CheckReport {
+/// Formats a trace one action per line.
+pub fn format_trace(trace: &[Action]) -> String {
+    let mut out = String::new();
+    for (i, a) in trace.iter().enumerate() {
+        out.push_str(&format!("{:>3}. {a:?}\n", i + 1));
+    }
+    out
+}
+
+/// Checks `variant` within `bounds` breadth-first with `threads` worker threads.
+///
+/// The correct variant is explored exhaustively. A broken variant is explored until every
+/// property in [`Variant::expected_violations`] has a counterexample (or the space is
+/// exhausted), so its `sometimes` results may be incomplete.
+pub fn check(variant: Variant, bounds: Bounds, threads: usize) -> CheckReport {
     let model = LeaseModel::new(variant, bounds);
     let props = model.properties();
+    let expected: BTreeSet<&'static str> = variant.expected_violations().iter().copied().collect();
     let start = Instant::now();
     let mut builder = model.checker().threads(threads.max(1));
-    if stop_at_violation {
-        builder = builder.finish_when(stateright::HasDiscoveries::AnyFailures);
+    if !expected.is_empty() {
+        builder = builder.finish_when(HasDiscoveries::AllOf(expected.clone()));
     }
     let checker = builder.spawn_bfs().join();
     let elapsed = start.elapsed();
-    let complete = checker.is_done() && !stop_at_violation
-        || props
-            .iter()
-            .all(|p| p.expectation != Expectation::Always || checker.discovery(p.name).is_none());
+    let discoveries = checker.discoveries();
+    // The checker stops by itself once every awaited discovery is made: for the correct
+    // variant that is one for every property, for a broken one its expected violations.
+    let complete = if expected.is_empty() {
+        discoveries.len() < props.len()
+    } else {
+        !expected.iter().all(|e| discoveries.contains_key(e))
+    };
+    let trace = |path: &Path<State, Action>| path.clone().into_actions();
     let properties = props
         .iter()
         .map(|p| {
-            let path = checker.discovery(p.name);
-            let trace = |path: stateright::Path<_, _>| {
-                path.into_actions()
-                    .iter()
-                    .map(|a| format!("{a:?}"))
-                    .collect::<Vec<_>>()
-            };
-            let outcome = match (p.expectation.clone(), path) {
+            let outcome = match (&p.expectation, discoveries.get(p.name)) {
                 (Expectation::Sometimes, Some(path)) => PropertyOutcome::Found(trace(path)),
                 (Expectation::Sometimes, None) => PropertyOutcome::NotFound,
                 (_, Some(path)) => PropertyOutcome::Violated(trace(path)),

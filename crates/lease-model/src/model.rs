@@ -45,7 +45,7 @@ impl LeaseModel {
     }
 
     /// Ticks without a seen change after which an observer takes a host for gone.
-    fn dead_after(&self) -> u8 {
+    pub(crate) fn dead_after(&self) -> u8 {
         match self.variant {
             Variant::NoLivenessWait => self.bounds.renew_fail,
             Variant::Correct | Variant::NoPhase2Read => self.bounds.host_dead,
