@@ -11,6 +11,10 @@
 //!
 //! Deadlines are generous (seconds) on the backend's own clock, so a
 //! simulated backend runs the suite without real waiting.
+//!
+//! [`check_write_in_flight`] needs a way to make a write stick in the media,
+//! so it asks for [`StallWrites`]: [`run_all_stalling`] and the macro's
+//! `storage_conformance_tests!(make, stall_writes)` form add it.
 
 use crate::{AlignedBuf, IoCompletion, IoError, IoId, IoOk, IoOp, IoRequest, SectorSize, Storage};
 use std::collections::HashMap;
@@ -27,7 +31,32 @@ const SLACK: Duration = Duration::from_millis(500);
 
 const SECTOR_SIZES: [SectorSize; 2] = [SectorSize::B512, SectorSize::B4096];
 
-/// Runs every check.
+/// Test support: a backend that can make its own writes stick in the media,
+/// as a hung path does.
+pub trait StallWrites: Storage {
+    /// While on, each *write* submitted gets stuck in the media: it does not
+    /// finish by its deadline (its caller gets [`IoError::TimedOut`]), and it
+    /// lands by itself later, within [`STALLED_WRITE_LANDS`] after its
+    /// deadline. Reads, and writes submitted while off, are served normally,
+    /// also while stuck writes are outstanding.
+    fn stall_writes(&mut self, on: bool);
+}
+
+impl<S: StallWrites + ?Sized> StallWrites for Box<S> {
+    fn stall_writes(&mut self, on: bool) {
+        (**self).stall_writes(on)
+    }
+}
+
+/// How long after its deadline a write stuck by [`StallWrites`] lands at the
+/// latest.
+pub const STALLED_WRITE_LANDS: Duration = Duration::from_secs(2);
+
+/// Deadline of the stuck write in [`check_write_in_flight`]: long enough
+/// for a real-time backend's worker to have started it.
+const STUCK_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Runs every check except [`check_write_in_flight`].
 pub fn run_all<S: Storage>(make: &mut dyn FnMut(u64, SectorSize) -> S) {
     check_geometry(make);
     check_roundtrip(make);
@@ -39,15 +68,31 @@ pub fn run_all<S: Storage>(make: &mut dyn FnMut(u64, SectorSize) -> S) {
     check_sync_helpers(make);
 }
 
+/// Runs every check, [`check_write_in_flight`] included.
+pub fn run_all_stalling<S: StallWrites>(make: &mut dyn FnMut(u64, SectorSize) -> S) {
+    run_all(make);
+    check_write_in_flight(make);
+}
+
 /// Expands to one `#[test]` per conformance check, for a factory given as a
-/// path to `fn(u64, SectorSize) -> impl Storage`.
+/// path to `fn(u64, SectorSize) -> impl Storage`. With `, stall_writes` the
+/// backend implements [`StallWrites`] and [`check_write_in_flight`] runs too.
 ///
 /// ```ignore
 /// fn make(size: u64, sector: SectorSize) -> MyStorage { ... }
 /// nosplit_storage::storage_conformance_tests!(make);
+/// // or, for a backend that implements `StallWrites`:
+/// nosplit_storage::storage_conformance_tests!(make, stall_writes);
 /// ```
 #[macro_export]
 macro_rules! storage_conformance_tests {
+    ($make:path, stall_writes) => {
+        $crate::storage_conformance_tests!($make);
+        #[test]
+        fn conformance_write_in_flight() {
+            $crate::conformance::check_write_in_flight(&mut $make);
+        }
+    };
     ($make:path) => {
         #[test]
         fn conformance_geometry() {
@@ -524,5 +569,197 @@ pub fn check_sync_helpers<S: Storage>(make: &mut dyn FnMut(u64, SectorSize) -> S
                 sector: sec
             })
         );
+    }
+}
+
+/// Submits several requests with one deadline and collects completions by
+/// id until each of them has completed; completions of earlier requests
+/// that arrive meanwhile are in the map too.
+fn run_batch<S: Storage>(s: &mut S, ops: Vec<(u64, IoOp)>) -> HashMap<u64, Result<IoOk, IoError>> {
+    let deadline = s.now() + TIMEOUT;
+    let until = deadline + SLACK;
+    let ids: Vec<u64> = ops.iter().map(|(id, _)| *id).collect();
+    for (id, op) in ops {
+        s.submit(IoRequest {
+            id: IoId(id),
+            op,
+            deadline,
+        });
+    }
+    let mut out = HashMap::new();
+    while !ids.iter().all(|id| out.contains_key(id)) {
+        match s.wait(until) {
+            Some(c) => assert!(
+                out.insert(c.id.0, c.result).is_none(),
+                "{}: id {} twice",
+                s.describe(),
+                c.id.0
+            ),
+            None => assert!(
+                s.now() < until,
+                "{}: only {} of {} completions by the deadline",
+                s.describe(),
+                out.len(),
+                ids.len()
+            ),
+        }
+    }
+    out
+}
+
+/// A write never overtakes an earlier unfinished write to overlapping
+/// bytes: while a write is stuck in the media (also after its caller got
+/// `TimedOut`), an overlapping write completes at once with
+/// [`IoError::WriteInFlight`] and is not performed; reads and writes to
+/// other sectors are served; once the stuck write has landed, the
+/// overlapping write succeeds and is the one that stays.
+pub fn check_write_in_flight<S: StallWrites>(make: &mut dyn FnMut(u64, SectorSize) -> S) {
+    for sector in SECTOR_SIZES {
+        let mut s = make(size_for(sector), sector);
+        let sec = sector.bytes();
+        let sec64 = sec as u64;
+        let old = pattern(0xa1, 2 * sec);
+        let stale = pattern(0xb2, 2 * sec);
+        let fresh = pattern(0xc3, 2 * sec);
+        write(&mut s, 1, 8 * sec64, &old);
+
+        // The stuck write: sectors 8 and 9.
+        s.stall_writes(true);
+        let stuck_deadline = s.now() + STUCK_TIMEOUT;
+        s.submit(IoRequest {
+            id: IoId(10),
+            op: IoOp::Write {
+                offset: 8 * sec64,
+                data: stale.clone(),
+            },
+            deadline: stuck_deadline,
+        });
+        s.stall_writes(false);
+
+        // Overlapping writes are refused; neighbours and reads are served.
+        let wr = |offset: u64, data: &AlignedBuf| IoOp::Write {
+            offset,
+            data: data.clone(),
+        };
+        let got = run_batch(
+            &mut s,
+            vec![
+                (11, wr(9 * sec64, &pattern(0xd4, 2 * sec))), // tail overlap
+                (12, wr(7 * sec64, &pattern(0xd5, 4 * sec))), // covers it
+                (13, wr(8 * sec64, &pattern(0xd6, sec))),     // inside
+                (14, wr(10 * sec64, &pattern(0xe1, sec))),    // just after
+                (15, wr(7 * sec64, &pattern(0xe2, sec))),     // just before
+                (
+                    16,
+                    IoOp::Read {
+                        offset: 6 * sec64,
+                        len: 6 * sec,
+                    },
+                ),
+            ],
+        );
+        let refused = |offset: u64, len: usize| Some(IoError::WriteInFlight { offset, len });
+        let err = |id: u64| got[&id].as_ref().err().cloned();
+        assert_eq!(err(11), refused(9 * sec64, 2 * sec), "{}", s.describe());
+        assert_eq!(err(12), refused(7 * sec64, 4 * sec), "{}", s.describe());
+        assert_eq!(err(13), refused(8 * sec64, sec), "{}", s.describe());
+        for id in [14, 15] {
+            assert!(
+                matches!(got[&id], Ok(IoOk::Written)),
+                "{}: non-overlapping write {id}: {:?}",
+                s.describe(),
+                got[&id]
+            );
+        }
+        match &got[&16] {
+            Ok(IoOk::Read(b)) => {
+                assert_eq!(b.len(), 6 * sec);
+                let mid = &b[2 * sec..4 * sec];
+                assert!(
+                    mid == &old[..] || mid == &stale[..],
+                    "{}: read of the stuck write's sectors is torn",
+                    s.describe()
+                );
+            }
+            other => panic!("{}: read beside a stuck write: {other:?}", s.describe()),
+        }
+
+        // The stuck write's caller gives up; its sectors stay taken.
+        let stuck = match got.get(&10) {
+            Some(r) => r.as_ref().err().cloned(),
+            None => {
+                let c = collect(&mut s, 1, stuck_deadline)
+                    .pop()
+                    .expect("collect returns the asked-for count");
+                assert_eq!(
+                    c.id,
+                    IoId(10),
+                    "{}: completion for the wrong request",
+                    s.describe()
+                );
+                c.result.err()
+            }
+        };
+        assert_eq!(
+            stuck,
+            Some(IoError::TimedOut),
+            "{}: stuck write",
+            s.describe()
+        );
+        let r = run(&mut s, 20, wr(8 * sec64, &fresh));
+        assert_eq!(
+            r.err(),
+            Some(IoError::WriteInFlight {
+                offset: 8 * sec64,
+                len: 2 * sec
+            }),
+            "{}: overlapping write after the stuck one timed out",
+            s.describe()
+        );
+
+        // Once it has landed, the overlapping write goes through and stays.
+        let give_up = stuck_deadline + STALLED_WRITE_LANDS + SLACK;
+        let mut id = 21;
+        loop {
+            let idle = s.now() + Duration::from_millis(50);
+            assert!(s.wait(idle).is_none(), "{}: extra completion", s.describe());
+            match run(&mut s, id, wr(8 * sec64, &fresh)) {
+                Ok(IoOk::Written) => break,
+                Err(IoError::WriteInFlight { .. }) => {}
+                other => panic!("{}: retried write: {other:?}", s.describe()),
+            }
+            assert!(
+                s.now() < give_up,
+                "{}: the stuck write never finished",
+                s.describe()
+            );
+            id += 1;
+        }
+        let idle = s.now() + Duration::from_millis(100);
+        assert!(s.wait(idle).is_none(), "{}: extra completion", s.describe());
+        let got = read(&mut s, 100, 6 * sec64, 6 * sec);
+        assert_eq!(
+            &got[sec..2 * sec],
+            &pattern(0xe2, sec)[..],
+            "{}",
+            s.describe()
+        );
+        assert_eq!(
+            &got[2 * sec..4 * sec],
+            &fresh[..],
+            "{}: the stale write rolled the sectors back",
+            s.describe()
+        );
+        assert_eq!(
+            &got[4 * sec..5 * sec],
+            &pattern(0xe1, sec)[..],
+            "{}",
+            s.describe()
+        );
+        assert!(got[..sec].iter().all(|&b| b == 0), "{}", s.describe());
+        if let Some(st) = s.stats() {
+            // old, 14, 15, the stuck one (landed late), fresh.
+            assert_eq!(st.writes, 5, "{}: refused writes counted", s.describe());
+        }
     }
 }

@@ -20,6 +20,17 @@
 //! - A worker does not start a request whose deadline has already passed (its
 //!   caller has been told `TimedOut`), but a request it did start may still
 //!   land after the caller gave up, as with any real I/O.
+//! - Write ordering: a process-wide registry, keyed by the file's
+//!   `(st_dev, st_ino)` (a block device's `st_rdev`), holds the byte ranges
+//!   of every unfinished write, from every `FileStorage` of this process.
+//!   `submit` checks and inserts a write's range in one short critical
+//!   section and refuses an overlapping write with
+//!   [`IoError::WriteInFlight`]. The range is released when the `pwrite`
+//!   returns, or when the write is certain never to start: at its deadline
+//!   if no worker has started it (a per-write state word decides the race
+//!   with a worker picking it up), when a worker drops it, or when the
+//!   storage is dropped. So a write that timed out for its caller but is
+//!   still in the kernel keeps its sectors until it lands.
 
 use crate::{
     IoCompletion, IoError, IoId, IoRequest, IoStats, MonoTime, OpenError, SectorSize, Storage,
@@ -37,8 +48,10 @@ use std::sync::{Arc, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod inflight;
 mod worker;
 
+use inflight::{FileKey, WriteClaim, WriteTicket};
 use worker::{Done, Job, Shared, Slot, Worker};
 
 /// Workers started with the storage.
@@ -63,17 +76,26 @@ pub struct OpenOpts {
     pub create_len: Option<u64>,
 }
 
+/// How long past its deadline a write submitted under
+/// [`StallWrites`](crate::conformance::StallWrites) is held before its
+/// `pwrite`.
+const TEST_WRITE_HOLD: Duration = Duration::from_millis(300);
+
 /// A request handed to a worker and not yet completed to the caller.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Pending {
     id: IoId,
     deadline: MonoTime,
+    /// A write's ticket, abandoned if the caller gives up before a worker
+    /// starts it.
+    ticket: Option<Arc<WriteTicket>>,
 }
 
 /// A regular file or block device accessed with `O_DIRECT`.
 pub struct FileStorage {
     path: String,
     file: Arc<File>,
+    key: FileKey,
     sector: SectorSize,
     size: u64,
     shared: Arc<Shared>,
@@ -86,6 +108,8 @@ pub struct FileStorage {
     by_deadline: BTreeSet<(MonoTime, u64)>,
     ready: VecDeque<IoCompletion>,
     next_seq: u64,
+    /// Test hook: writes submitted now are held past their deadline.
+    stall_writes: bool,
 }
 
 impl fmt::Debug for FileStorage {
@@ -132,6 +156,7 @@ impl FileStorage {
         let file = oo.open(path).map_err(open_err)?;
         let md = file.metadata().map_err(inspect_err)?;
         let ft = md.file_type();
+        let key = FileKey::of(&md);
 
         let (sector, size) = if ft.is_block_device() {
             let dev = rustix::fs::ioctl_blksszget(&file).map_err(|e| inspect_err(e.into()))?;
@@ -170,6 +195,7 @@ impl FileStorage {
         let mut storage = FileStorage {
             path: name.clone(),
             file: Arc::new(file),
+            key,
             sector,
             size,
             shared: Arc::new(Shared::default()),
@@ -182,6 +208,7 @@ impl FileStorage {
             by_deadline: BTreeSet::new(),
             ready: VecDeque::new(),
             next_seq: 0,
+            stall_writes: false,
         };
         for _ in 0..BASE_WORKERS {
             storage.spawn_worker().map_err(open_err)?;
@@ -228,6 +255,19 @@ impl FileStorage {
     pub fn set_test_stall(&self, stall: Duration) {
         let nanos = u64::try_from(stall.as_nanos()).unwrap_or(u64::MAX);
         self.shared.stall_nanos.store(nanos, Ordering::SeqCst);
+    }
+
+    /// Writes to this file, from any `FileStorage` of this process, not yet
+    /// finished by the media (see [`IoError::WriteInFlight`]).
+    pub fn unfinished_writes(&self) -> usize {
+        inflight::unfinished(self.key)
+    }
+
+    /// Test hook behind [`StallWrites`](crate::conformance::StallWrites):
+    /// while on, each write submitted is held by its worker until
+    /// [`TEST_WRITE_HOLD`] past its deadline, then performed.
+    fn set_stall_writes(&mut self, on: bool) {
+        self.stall_writes = on;
     }
 
     fn spawn_worker(&mut self) -> io::Result<()> {
@@ -295,6 +335,11 @@ impl FileStorage {
         }
         self.by_deadline.remove(&(deadline, seq));
         let p = self.pending.remove(&seq)?;
+        if let Some(t) = &p.ticket {
+            // Never started: it never will be, so its bytes are free.
+            // Started: its worker releases them when the I/O returns.
+            t.abandon();
+        }
         Some(IoCompletion {
             id: p.id,
             result: Err(IoError::TimedOut),
@@ -307,6 +352,13 @@ impl Drop for FileStorage {
         // Queued requests have no one to complete to; do not start them.
         // Workers are detached: a stuck one exits when its I/O returns.
         self.shared.closed.store(true, Ordering::SeqCst);
+        // Writes no worker has started will never start: free their bytes
+        // now, not whenever a (perhaps stuck) worker gets to them.
+        for p in self.pending.values() {
+            if let Some(t) = &p.ticket {
+                t.abandon();
+            }
+        }
     }
 }
 
@@ -335,7 +387,25 @@ impl Storage for FileStorage {
             });
             return;
         }
+        let ticket = if req.op.is_write() {
+            let (offset, len) = (req.op.offset(), req.op.len());
+            match inflight::claim(self.key, offset, len) {
+                Some(t) => Some(t),
+                None => {
+                    self.ready.push_back(IoCompletion {
+                        id: req.id,
+                        result: Err(IoError::WriteInFlight { offset, len }),
+                    });
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         if let Err(stuck) = self.ensure_worker(RealClock.now()) {
+            if let Some(t) = &ticket {
+                t.finish();
+            }
             self.ready.push_back(IoCompletion {
                 id: req.id,
                 result: Err(IoError::Hung { stuck }),
@@ -344,20 +414,26 @@ impl Storage for FileStorage {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        let hold_until =
+            (self.stall_writes && ticket.is_some()).then(|| req.deadline + TEST_WRITE_HOLD);
         self.pending.insert(
             seq,
             Pending {
                 id: req.id,
                 deadline: req.deadline,
+                ticket: ticket.clone(),
             },
         );
         self.by_deadline.insert((req.deadline, seq));
         // We hold a receiver, so the channel is never disconnected; were it
-        // to be, the request would simply time out.
+        // to be, the request would simply time out (and the dropped job
+        // releases its claim).
         let _ = self.jobs_tx.send(Job {
             seq,
             op: req.op,
             deadline: req.deadline,
+            claim: ticket.map(WriteClaim),
+            hold_until,
         });
     }
 
@@ -409,6 +485,12 @@ impl Storage for FileStorage {
 
     fn stats(&self) -> Option<IoStats> {
         Some(FileStorage::stats(self))
+    }
+}
+
+impl crate::conformance::StallWrites for FileStorage {
+    fn stall_writes(&mut self, on: bool) {
+        self.set_stall_writes(on);
     }
 }
 

@@ -174,6 +174,16 @@ pub enum IoError {
     /// A fault injected by a simulation.
     #[error("injected fault: {0}")]
     Injected(&'static str),
+    /// An earlier write to these sectors has not finished; retry after it
+    /// does. The refused write was not performed (see the write-ordering
+    /// rule on [`Storage`]).
+    #[error("write in flight: an earlier write overlapping offset {offset} length {len} has not finished; retry after it does")]
+    WriteInFlight {
+        /// Offset of the refused write.
+        offset: u64,
+        /// Length of the refused write.
+        len: usize,
+    },
 }
 
 /// Errors opening a backend.
@@ -300,6 +310,20 @@ impl IoOp {
 /// - `wait(until)` returns `None` only when nothing completed by `until`;
 ///   it returns no later than `until` (on the backend's clock) and
 ///   immediately if `until <= now()`.
+/// - A write never overtakes an earlier *unfinished* write to overlapping
+///   bytes: a write that overlaps one still unfinished completes at once
+///   with [`IoError::WriteInFlight`] and is not performed. A write is
+///   unfinished from its submit until the media has finished with it (or it
+///   is certain never to be performed), whatever its caller was told: one
+///   that completed [`IoError::TimedOut`] but may still land is unfinished,
+///   and so is one still queued that a worker may yet start. Without this
+///   rule a stale write that timed out could land after the same host's
+///   next write to the same sectors and roll them back, which breaks Disk
+///   Paxos. The scope is the same media as seen from this process: for
+///   [`FileStorage`] every handle open on the same file or block device in
+///   this process; for [`SimHandle`] the same simulated host's handle.
+///   Reads are never refused this way, and writes to disjoint bytes are
+///   unaffected.
 pub trait Storage: Send + fmt::Debug {
     /// A name for messages (the path, or "sim").
     fn describe(&self) -> String;

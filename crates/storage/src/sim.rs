@@ -29,6 +29,17 @@
 //! - [`SimDisk::power_off`] drops everything in flight for a handle (each
 //!   pending write lands or not, by the RNG) and makes its submits fail with
 //!   `Injected("powered off")` until [`SimDisk::power_on`].
+//! - Write ordering (the [`Storage`] contract): a write that overlaps an
+//!   unfinished write *of the same handle* completes at once with
+//!   [`IoError::WriteInFlight`](crate::IoError::WriteInFlight) and is not
+//!   performed (it draws no randomness). A write is unfinished until it
+//!   completes, lands (a timed-out slow or late write: at its landing), or
+//!   is certain never to land (a failing write that timed out: at its
+//!   deadline). A write parked by `hang` with no landing drawn stays
+//!   unfinished while the hang lasts; lifting the hang (setting faults
+//!   without `hang`) finishes it without landing. `power_off` finishes all
+//!   of the handle's writes (each landed or lost then). Other handles' writes
+//!   never refuse this handle's.
 //!
 //! # Driving time
 //!
@@ -148,6 +159,7 @@ impl SimDisk {
                 handles: Vec::new(),
                 events: BTreeMap::new(),
                 next_seq: 0,
+                next_write: 0,
             })),
             clock: SimClock::new(),
             sector,
@@ -193,11 +205,12 @@ impl SimDisk {
         }
     }
 
-    /// Sets a host's faults (creating the host if new).
+    /// Sets a host's faults (creating the host if new). Lifting a hang
+    /// finishes the writes it parked: they never land.
     pub fn set_faults(&self, name: &str, faults: Faults) {
         let mut g = self.lock();
         let i = g.handle_index(name);
-        g.handles[i].faults = faults;
+        g.set_faults(i, faults);
     }
 
     /// A host's current faults.
@@ -254,6 +267,16 @@ impl SimDisk {
         g.events.values().filter(|e| e.handle() == i).count()
     }
 
+    /// Writes of a host not yet finished (see
+    /// [`IoError::WriteInFlight`](crate::IoError::WriteInFlight)).
+    pub fn unfinished_writes(&self, name: &str) -> usize {
+        let g = self.lock();
+        g.handles
+            .iter()
+            .find(|h| h.name == name)
+            .map_or(0, |h| h.unfinished.len())
+    }
+
     /// The earliest pending completion or landing over all hosts.
     pub fn next_event_time(&self) -> Option<MonoTime> {
         self.lock().events.first_key_value().map(|(k, _)| k.0)
@@ -295,9 +318,9 @@ impl SimHandle {
         &self.disk
     }
 
-    /// Sets this host's faults.
+    /// Sets this host's faults (see [`SimDisk::set_faults`]).
     pub fn set_faults(&self, faults: Faults) {
-        self.disk.lock().handles[self.index].faults = faults;
+        self.disk.lock().set_faults(self.index, faults);
     }
 
     /// This host's I/O counters.
@@ -352,5 +375,32 @@ impl Storage for SimHandle {
 
     fn stats(&self) -> Option<IoStats> {
         Some(SimHandle::stats(self))
+    }
+}
+
+/// How long after its deadline a write submitted under
+/// [`StallWrites`](crate::conformance::StallWrites) lands.
+const STALLED_WRITE_DELAY: Duration = Duration::from_millis(300);
+
+impl crate::conformance::StallWrites for SimHandle {
+    /// On: every write is a late write (`late_write_rate` 1, landing
+    /// 300 ms after its deadline); off: the host's late-write settings are
+    /// restored.
+    fn stall_writes(&mut self, on: bool) {
+        let mut g = self.disk.lock();
+        let h = &mut g.handles[self.index];
+        match (on, h.unstalled) {
+            (true, None) => {
+                h.unstalled = Some((h.faults.late_write_rate, h.faults.late_write_delay));
+                h.faults.late_write_rate = 1.0;
+                h.faults.late_write_delay = STALLED_WRITE_DELAY;
+            }
+            (false, Some((rate, delay))) => {
+                h.unstalled = None;
+                h.faults.late_write_rate = rate;
+                h.faults.late_write_delay = delay;
+            }
+            _ => {}
+        }
     }
 }

@@ -15,9 +15,9 @@ fn make(size: u64, sector: SectorSize) -> FileStorage {
     FileStorage::open(tmp.path(), opts).expect("open temp file")
 }
 
-nosplit_storage::storage_conformance_tests!(make);
+nosplit_storage::storage_conformance_tests!(make, stall_writes);
 
 #[test]
 fn run_all_passes() {
-    nosplit_storage::conformance::run_all(&mut make);
+    nosplit_storage::conformance::run_all_stalling(&mut make);
 }

@@ -1,14 +1,15 @@
 //! The conformance suite on a `SimDisk` handle, healthy and with random
 //! (reordering) latencies.
 
-use nosplit_storage::{Faults, SectorSize, SimDisk, SimHandle, Storage};
+use nosplit_storage::conformance::StallWrites;
+use nosplit_storage::{Faults, SectorSize, SimDisk, SimHandle};
 use std::time::Duration;
 
 fn make(size: u64, sector: SectorSize) -> SimHandle {
     SimDisk::new(7, size, sector).handle("host-a")
 }
 
-nosplit_storage::storage_conformance_tests!(make);
+nosplit_storage::storage_conformance_tests!(make, stall_writes);
 
 mod reordering {
     use super::*;
@@ -25,12 +26,12 @@ mod reordering {
         h
     }
 
-    nosplit_storage::storage_conformance_tests!(make);
+    nosplit_storage::storage_conformance_tests!(make, stall_writes);
 }
 
 /// The suite through `Box<dyn Storage>`, as runtimes hold a backend.
 #[test]
 fn boxed_dyn_storage_passes() {
-    let mut make = |size, sector| -> Box<dyn Storage> { Box::new(make(size, sector)) };
-    nosplit_storage::conformance::run_all(&mut make);
+    let mut make = |size, sector| -> Box<dyn StallWrites> { Box::new(make(size, sector)) };
+    nosplit_storage::conformance::run_all_stalling(&mut make);
 }

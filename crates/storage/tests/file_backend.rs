@@ -1,6 +1,7 @@
 //! `FileStorage`-specific behaviour: opening, deadlines with stuck workers,
 //! the hung cap, late results, and speed.
 
+use nosplit_storage::conformance::StallWrites;
 use nosplit_storage::file::MAX_STUCK;
 use nosplit_storage::{
     AlignedBuf, FileStorage, IoError, IoId, IoOk, IoOp, IoRequest, OpenError, OpenOpts, SectorSize,
@@ -209,6 +210,11 @@ fn requests_past_deadline_are_not_started() {
     });
     let c = s.wait(now + Duration::from_secs(1)).expect("completion");
     assert_eq!(c.result.err(), Some(IoError::TimedOut));
+    assert_eq!(
+        s.unfinished_writes(),
+        0,
+        "a write never started holds sectors"
+    );
     std::thread::sleep(Duration::from_millis(20));
     let got = s.read_sync(0, 512, Duration::from_secs(5)).expect("read");
     assert!(got.iter().all(|&b| b == 0), "expired write was started");
@@ -406,4 +412,169 @@ fn debug_is_compact() {
     assert!(d.contains("FileStorage") && d.contains("8192"), "{d}");
     let ok = IoOk::Read(AlignedBuf::zeroed(4096));
     assert!(format!("{ok:?}").len() < 100);
+}
+
+fn write_req(id: u64, sector: u64, byte: u8, deadline: nosplit_storage::MonoTime) -> IoRequest {
+    IoRequest {
+        id: IoId(id),
+        op: IoOp::Write {
+            offset: sector * 512,
+            data: AlignedBuf::from_slice(&[byte; 512]),
+        },
+        deadline,
+    }
+}
+
+fn in_flight(sector: u64) -> Option<IoError> {
+    Some(IoError::WriteInFlight {
+        offset: sector * 512,
+        len: 512,
+    })
+}
+
+/// Waits for request `id`, skipping others.
+fn wait_id(
+    s: &mut FileStorage,
+    id: u64,
+    until: nosplit_storage::MonoTime,
+) -> Result<IoOk, IoError> {
+    loop {
+        let c = s.wait(until).expect("completion by the deadline");
+        if c.id == IoId(id) {
+            return c.result;
+        }
+    }
+}
+
+/// The lease daemon opens several handles on one file: a write stuck in one
+/// holds its sectors against all of them (and only against that file).
+#[test]
+fn handles_on_one_file_see_each_others_unfinished_writes() {
+    let dir = tmpdir();
+    let (path, mut a) = create(&dir, 64 * 1024);
+    let mut b = FileStorage::open(&path, OpenOpts::default()).expect("second handle");
+    let other_path = dir.path().join("other");
+    let opts = OpenOpts {
+        sector_size: None,
+        create_len: Some(64 * 1024),
+    };
+    let mut other = FileStorage::open(&other_path, opts).expect("other file");
+    let t = Duration::from_secs(5);
+
+    a.stall_writes(true);
+    let now = a.now();
+    a.submit(write_req(1, 3, 0xaa, now + Duration::from_millis(200)));
+    a.stall_writes(false);
+    assert_eq!(b.unfinished_writes(), 1);
+    assert_eq!(other.unfinished_writes(), 0);
+
+    let one = |byte| AlignedBuf::from_slice(&[byte; 512]);
+    assert_eq!(b.write_sync(3 * 512, one(0xbb), t).err(), in_flight(3));
+    let two = AlignedBuf::from_slice(&[0xbb; 1024]);
+    assert_eq!(
+        b.write_sync(2 * 512, two, t).err(),
+        Some(IoError::WriteInFlight {
+            offset: 1024,
+            len: 1024
+        })
+    );
+    assert_eq!(b.write_sync(4 * 512, one(0xb4), t), Ok(()));
+    assert!(
+        b.read_sync(3 * 512, 512, t).is_ok(),
+        "reads are not refused"
+    );
+    assert_eq!(other.write_sync(3 * 512, one(0xcc), t), Ok(()));
+
+    // The stuck write's caller is told TimedOut; the sectors stay taken.
+    let r = wait_id(&mut a, 1, now + Duration::from_secs(2));
+    assert_eq!(r.err(), Some(IoError::TimedOut));
+    assert_eq!(b.write_sync(3 * 512, one(0xbb), t).err(), in_flight(3));
+    assert_eq!(a.write_sync(3 * 512, one(0xbb), t).err(), in_flight(3));
+
+    // It lands (300 ms past its deadline); then b's write goes through.
+    let start = Instant::now();
+    loop {
+        match b.write_sync(3 * 512, one(0xbb), t) {
+            Ok(()) => break,
+            Err(e) => assert_eq!(Some(e), in_flight(3)),
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "never released");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(a.unfinished_writes(), 0);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(a.read_sync(3 * 512, 512, t).expect("read")[0], 0xbb);
+    assert_eq!(a.stats().writes, 1, "the stuck write landed");
+}
+
+/// A write still queued at its deadline will never start: its sectors are
+/// free as soon as its caller hears TimedOut, and it is not performed.
+#[test]
+fn queued_write_past_its_deadline_releases_its_sectors() {
+    let dir = tmpdir();
+    let (_path, mut s) = create(&dir, 64 * 1024);
+    s.set_test_stall(Duration::from_millis(400));
+    let now = s.now();
+    s.submit(read_req(1, now + Duration::from_secs(10)));
+    s.submit(read_req(2, now + Duration::from_secs(10)));
+    let t = Instant::now();
+    while s.busy_workers() < 2 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(s.busy_workers(), 2, "workers never picked the reads up");
+    s.set_test_stall(Duration::ZERO);
+    let now = s.now();
+    s.submit(write_req(3, 5, 0x33, now + Duration::from_millis(50)));
+    assert_eq!(s.unfinished_writes(), 1);
+    assert_eq!(
+        wait_id(&mut s, 3, now + Duration::from_secs(1)).err(),
+        Some(IoError::TimedOut)
+    );
+    assert!(
+        s.now() - now < Duration::from_millis(300),
+        "not expired at its deadline"
+    );
+    assert_eq!(s.unfinished_writes(), 0);
+
+    let now = s.now();
+    s.submit(write_req(4, 5, 0x44, now + Duration::from_secs(5)));
+    assert!(matches!(
+        wait_id(&mut s, 4, now + Duration::from_secs(5)),
+        Ok(IoOk::Written)
+    ));
+    std::thread::sleep(Duration::from_millis(100));
+    let got = s
+        .read_sync(5 * 512, 512, Duration::from_secs(5))
+        .expect("read");
+    assert_eq!(got[0], 0x44, "the abandoned write ran");
+    assert_eq!(s.stats().writes, 1);
+}
+
+/// Dropping a storage frees the sectors of writes no worker started, at
+/// once, even while its workers are busy.
+#[test]
+fn dropping_releases_queued_writes() {
+    let dir = tmpdir();
+    let (path, mut s) = create(&dir, 64 * 1024);
+    let mut b = FileStorage::open(&path, OpenOpts::default()).expect("second handle");
+    s.set_test_stall(Duration::from_millis(300));
+    let now = s.now();
+    s.submit(read_req(1, now + Duration::from_secs(10)));
+    s.submit(read_req(2, now + Duration::from_secs(10)));
+    let t = Instant::now();
+    while s.busy_workers() < 2 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(s.busy_workers(), 2, "workers never picked the reads up");
+    s.submit(write_req(3, 7, 0x77, now + Duration::from_secs(10)));
+    assert_eq!(b.unfinished_writes(), 1);
+    drop(s);
+    assert_eq!(b.unfinished_writes(), 0);
+    let t = Duration::from_secs(5);
+    assert_eq!(
+        b.write_sync(7 * 512, AlignedBuf::from_slice(&[0x11; 512]), t),
+        Ok(())
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(b.read_sync(7 * 512, 512, t).expect("read")[0], 0x11);
 }

@@ -430,3 +430,177 @@ fn same_seed_same_trace_different_seed_different_trace() {
     let (t3, _) = scenario(43);
     assert_ne!(t1, t3);
 }
+
+fn in_flight_err(sector: u64) -> Option<IoError> {
+    Some(IoError::WriteInFlight {
+        offset: sector * SEC as u64,
+        len: SEC,
+    })
+}
+
+fn run_one(h: &mut SimHandle, id: u64, op: IoOp, timeout: Duration) -> Result<IoOk, IoError> {
+    submit(h, id, op, timeout);
+    let c = h.wait(MonoTime::NEVER).expect("completion");
+    assert_eq!(c.id, IoId(id));
+    c.result
+}
+
+/// The bug this rule prevents: a ballot write times out, the host writes
+/// its next ballot to the same sector, then the stale one lands on top.
+#[test]
+fn late_write_is_not_overtaken_by_the_same_hosts_next_write() {
+    let d = disk(12);
+    let mut h = d.handle("a");
+    let mut other = d.handle("b");
+    h.set_faults(Faults {
+        late_write_rate: 1.0,
+        late_write_delay: ms(300),
+        ..Faults::default()
+    });
+    let deadline = submit(&mut h, 1, write_op(4, 0x01), ms(50));
+    let c = h.wait(MonoTime::NEVER).expect("timeout");
+    assert_eq!(c.result.err(), Some(IoError::TimedOut));
+    assert_eq!(d.unfinished_writes("a"), 1);
+    h.set_faults(Faults::default());
+
+    // The next ballot is refused at once, without touching the clock.
+    let now = h.now();
+    let r = run_one(&mut h, 2, write_op(4, 0x02), ms(50));
+    assert_eq!(r.err(), in_flight_err(4));
+    assert_eq!(h.now(), now, "a refusal takes no time");
+    // Other sectors, reads and other hosts are not held up.
+    assert!(run_one(&mut h, 3, write_op(5, 0x03), ms(50)).is_ok());
+    assert!(run_one(&mut h, 4, read_op(4), ms(50)).is_ok());
+    assert!(run_one(&mut other, 5, write_op(4, 0x05), ms(50)).is_ok());
+    assert_eq!(sector_byte(&d, 4), 0x05);
+
+    // Until the stale write lands, the host's retries are refused.
+    d.advance_to(deadline + ms(299));
+    let r = run_one(&mut h, 6, write_op(4, 0x06), ms(50));
+    assert_eq!(r.err(), in_flight_err(4));
+    d.advance_to(deadline + ms(300));
+    assert_eq!(sector_byte(&d, 4), 0x01, "the stale write landed");
+    assert_eq!(d.unfinished_writes("a"), 0);
+    assert!(run_one(&mut h, 7, write_op(4, 0x07), ms(50)).is_ok());
+    d.advance_to(d.now() + Duration::from_secs(10));
+    assert_eq!(sector_byte(&d, 4), 0x07, "rolled back");
+    assert_eq!(d.stats("a").writes, 3, "refused writes are not counted");
+}
+
+#[test]
+fn slow_write_holds_its_sectors_until_it_lands() {
+    let d = disk(13);
+    let mut h = d.handle("a");
+    h.set_faults(Faults::latency(ms(200)));
+    submit(&mut h, 1, write_op(1, 0x11), ms(50));
+    assert_eq!(
+        h.wait(MonoTime::NEVER).expect("c").result.err(),
+        Some(IoError::TimedOut)
+    );
+    h.set_faults(Faults::default());
+    let r = run_one(&mut h, 2, write_op(1, 0x22), ms(50));
+    assert_eq!(r.err(), in_flight_err(1));
+    d.advance_to(MonoTime::from_millis(200));
+    assert_eq!(sector_byte(&d, 1), 0x11);
+    assert!(run_one(&mut h, 3, write_op(1, 0x22), ms(50)).is_ok());
+    assert_eq!(sector_byte(&d, 1), 0x22);
+}
+
+#[test]
+fn concurrent_overlapping_writes_of_one_host_are_refused() {
+    let d = disk(14);
+    let mut h = d.handle("a");
+    h.set_faults(Faults {
+        min_latency: ms(1),
+        max_latency: ms(20),
+        reorder: true,
+        ..Faults::default()
+    });
+    let two = IoOp::Write {
+        offset: 2 * SEC as u64,
+        data: AlignedBuf::from_slice(&[0x33; 2 * SEC]),
+    };
+    submit(&mut h, 1, two, ms(100));
+    submit(&mut h, 2, write_op(3, 0x44), ms(100)); // overlaps the tail
+    submit(&mut h, 3, write_op(4, 0x55), ms(100)); // disjoint
+    let mut results: Vec<_> = std::iter::from_fn(|| h.wait(MonoTime::NEVER))
+        .map(|c| (c.id.0, c.result.err()))
+        .collect();
+    results.sort_by_key(|r| r.0);
+    assert_eq!(
+        results,
+        vec![(1, None), (2, in_flight_err(3)), (3, None)],
+        "the refusal comes first, the others complete"
+    );
+    assert_eq!(sector_byte(&d, 3), 0x33);
+    assert_eq!(sector_byte(&d, 4), 0x55);
+}
+
+#[test]
+fn hung_write_holds_its_sectors_until_the_hang_is_lifted() {
+    let d = disk(15);
+    let mut h = d.handle("a");
+    h.set_faults(Faults::hung());
+    submit(&mut h, 1, write_op(6, 0x66), ms(50));
+    assert_eq!(
+        h.wait(MonoTime::NEVER).expect("c").result.err(),
+        Some(IoError::TimedOut)
+    );
+    d.advance_to(d.now() + Duration::from_secs(60));
+    assert_eq!(d.unfinished_writes("a"), 1, "parked by the hang");
+    let r = run_one(&mut h, 2, write_op(6, 0x67), ms(50));
+    assert_eq!(r.err(), in_flight_err(6));
+    // Changing other settings keeps it parked.
+    h.set_faults(Faults {
+        max_latency: ms(1),
+        ..Faults::hung()
+    });
+    assert_eq!(d.unfinished_writes("a"), 1);
+    d.set_faults("a", Faults::default());
+    assert_eq!(d.unfinished_writes("a"), 0);
+    assert!(run_one(&mut h, 3, write_op(6, 0x68), ms(50)).is_ok());
+    d.advance_to(d.now() + Duration::from_secs(60));
+    assert_eq!(sector_byte(&d, 6), 0x68, "a parked write never lands");
+}
+
+#[test]
+fn failed_write_that_timed_out_is_finished_at_its_deadline() {
+    let d = disk(16);
+    let mut h = d.handle("a");
+    h.set_faults(Faults {
+        write_error_rate: 1.0,
+        ..Faults::latency(ms(200))
+    });
+    let deadline = submit(&mut h, 1, write_op(7, 0x77), ms(50));
+    let c = h.wait(MonoTime::NEVER).expect("c");
+    assert_eq!(c.result.err(), Some(IoError::TimedOut));
+    assert_eq!(h.now(), deadline);
+    assert_eq!(d.unfinished_writes("a"), 0);
+    h.set_faults(Faults::default());
+    // In order: it completes after the failed one's 200 ms.
+    let r = run_one(&mut h, 2, write_op(7, 0x78), ms(500));
+    assert!(r.is_ok(), "{r:?}");
+}
+
+#[test]
+fn power_off_finishes_the_hosts_writes() {
+    let d = disk(17);
+    let mut h = d.handle("a");
+    h.set_faults(Faults {
+        late_write_rate: 1.0,
+        late_write_delay: Duration::from_secs(5),
+        ..Faults::default()
+    });
+    submit(&mut h, 1, write_op(8, 0x88), ms(50));
+    h.set_faults(Faults::hung());
+    submit(&mut h, 2, write_op(9, 0x99), ms(50));
+    assert_eq!(d.unfinished_writes("a"), 2);
+    d.power_off("a");
+    assert_eq!(d.unfinished_writes("a"), 0);
+    d.power_on("a");
+    h.set_faults(Faults::default());
+    assert!(run_one(&mut h, 3, write_op(8, 0x01), ms(50)).is_ok());
+    assert!(run_one(&mut h, 4, write_op(9, 0x02), ms(50)).is_ok());
+    d.advance_to(d.now() + Duration::from_secs(60));
+    assert_eq!((sector_byte(&d, 8), sector_byte(&d, 9)), (0x01, 0x02));
+}

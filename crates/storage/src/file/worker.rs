@@ -1,6 +1,7 @@
 //! The I/O worker threads of [`FileStorage`](super::FileStorage): what they
 //! are handed, what they answer, and the `pread`/`pwrite` they run.
 
+use super::inflight::WriteClaim;
 use crate::{AlignedBuf, IoError, IoOk, IoOp, IoStats, MonoTime};
 use crossbeam_channel::{Receiver, Sender};
 use nosplit_clock::{Clock, RealClock};
@@ -17,6 +18,11 @@ pub(super) struct Job {
     pub(super) seq: u64,
     pub(super) op: IoOp,
     pub(super) deadline: MonoTime,
+    /// A write's claim on its bytes; released when the job is done or
+    /// dropped, whichever comes first.
+    pub(super) claim: Option<WriteClaim>,
+    /// Test hook: once started, do not `pwrite` before this time.
+    pub(super) hold_until: Option<MonoTime>,
 }
 
 /// A worker's answer.
@@ -70,8 +76,16 @@ impl Worker {
             }
             if clock.now() >= job.deadline {
                 // The caller has been (or is about to be) told TimedOut;
-                // do not start an I/O it gave up on.
+                // do not start an I/O it gave up on. Dropping the job
+                // releases a write's claim.
                 continue;
+            }
+            if let Some(claim) = &job.claim {
+                if !claim.0.start() {
+                    // Abandoned by the storage (deadline or drop): it was
+                    // promised never to run.
+                    continue;
+                }
             }
             self.slot
                 .busy_deadline
@@ -80,9 +94,18 @@ impl Worker {
             if stall > 0 {
                 thread::sleep(Duration::from_nanos(stall));
             }
+            if let Some(t) = job.hold_until {
+                let now = clock.now();
+                if t > now {
+                    thread::sleep(t - now);
+                }
+            }
             let (write, len) = (job.op.is_write(), job.op.len());
             let result = do_io(&self.file, job.op);
             let finished = clock.now();
+            // The media is done with the bytes: release them before the
+            // caller can hear of it, so its next write is not refused.
+            drop(job.claim);
             if result.is_ok() {
                 let mut st = self
                     .shared

@@ -14,20 +14,28 @@ use std::collections::{BTreeMap, VecDeque};
 /// Something scheduled on the simulated timeline.
 #[derive(Debug)]
 pub(super) enum Event {
-    /// The media finishes a request; its caller gets the result.
+    /// The media finishes a request; its caller gets the result. `write` is
+    /// a write's token: the write is finished.
     Complete {
         handle: usize,
         id: IoId,
         op: IoOp,
         fail: Option<&'static str>,
+        write: Option<u64>,
     },
-    /// The caller's deadline passes first; it gets `TimedOut`.
-    Timeout { handle: usize, id: IoId },
-    /// A write reaches the media with no caller waiting.
+    /// The caller's deadline passes first; it gets `TimedOut`. `finishes`
+    /// is the token of a write that is certain never to land.
+    Timeout {
+        handle: usize,
+        id: IoId,
+        finishes: Option<u64>,
+    },
+    /// A write reaches the media with no caller waiting; it is finished.
     Land {
         handle: usize,
         offset: u64,
         data: AlignedBuf,
+        write: u64,
     },
 }
 
@@ -46,6 +54,17 @@ impl Event {
     }
 }
 
+/// A write of one handle not yet finished: bytes `[start, end)`.
+#[derive(Debug)]
+pub(super) struct Unfinished {
+    start: u64,
+    end: u64,
+    token: u64,
+    /// Parked by `hang` with no landing scheduled: finished (never landing)
+    /// when the hang is lifted or the host powers off.
+    parked: bool,
+}
+
 #[derive(Debug)]
 pub(super) struct HandleState {
     pub(super) name: String,
@@ -55,6 +74,11 @@ pub(super) struct HandleState {
     pub(super) stats: IoStats,
     /// Latest completion time scheduled, for in-order completion.
     pub(super) last_completion: MonoTime,
+    /// Writes not yet finished, which overlapping writes may not overtake.
+    pub(super) unfinished: Vec<Unfinished>,
+    /// The late-write settings [`StallWrites`](crate::conformance::StallWrites)
+    /// replaced, while it is on.
+    pub(super) unstalled: Option<(f64, std::time::Duration)>,
 }
 
 pub(super) struct Inner {
@@ -63,6 +87,8 @@ pub(super) struct Inner {
     pub(super) handles: Vec<HandleState>,
     pub(super) events: BTreeMap<(MonoTime, u64), Event>,
     pub(super) next_seq: u64,
+    /// Token of the next write.
+    pub(super) next_write: u64,
 }
 
 /// Byte range `[offset, offset + len)` clamped to a buffer of `size` bytes.
@@ -91,8 +117,28 @@ impl Inner {
             ready: VecDeque::new(),
             stats: IoStats::default(),
             last_completion: MonoTime::ZERO,
+            unfinished: Vec::new(),
+            unstalled: None,
         });
         self.handles.len() - 1
+    }
+
+    /// Sets a host's faults. Lifting a hang finishes the writes it parked
+    /// without a landing: they never land.
+    pub(super) fn set_faults(&mut self, handle: usize, faults: Faults) {
+        let h = &mut self.handles[handle];
+        if h.faults.hang && !faults.hang {
+            h.unfinished.retain(|w| !w.parked);
+        }
+        h.faults = faults;
+    }
+
+    /// The write with `token` of `handle` is finished.
+    fn finish_write(&mut self, handle: usize, token: u64) {
+        let w = &mut self.handles[handle].unfinished;
+        if let Some(i) = w.iter().position(|w| w.token == token) {
+            w.swap_remove(i);
+        }
     }
 
     pub(super) fn schedule(&mut self, at: MonoTime, ev: Event) {
@@ -122,7 +168,11 @@ impl Inner {
                 id,
                 op,
                 fail,
+                write,
             } => {
+                if let Some(token) = write {
+                    self.finish_write(handle, token);
+                }
                 let result = match (fail, op) {
                     (Some(why), _) => Err(IoError::Injected(why)),
                     (None, IoOp::Read { offset, len }) => {
@@ -140,7 +190,14 @@ impl Inner {
                     .ready
                     .push_back(IoCompletion { id, result });
             }
-            Event::Timeout { handle, id } => {
+            Event::Timeout {
+                handle,
+                id,
+                finishes,
+            } => {
+                if let Some(token) = finishes {
+                    self.finish_write(handle, token);
+                }
                 self.handles[handle].ready.push_back(IoCompletion {
                     id,
                     result: Err(IoError::TimedOut),
@@ -150,7 +207,9 @@ impl Inner {
                 handle,
                 offset,
                 data,
+                write,
             } => {
+                self.finish_write(handle, write);
                 self.store(offset, &data);
                 self.handles[handle].stats.count(true, data.len());
             }
@@ -195,8 +254,35 @@ impl Inner {
                 .push_back(IoCompletion { id, result: Err(e) });
             return;
         }
-        let f = h.faults.clone();
         let write = op.is_write();
+        // A write never overtakes an unfinished overlapping one of this
+        // host; checked before any draw, so a refusal consumes no
+        // randomness.
+        let token = if write {
+            let (offset, len) = (op.offset(), op.len());
+            // Validated: in bounds, so no overflow.
+            let (start, end) = (offset, offset + len as u64);
+            if h.unfinished.iter().any(|w| w.start < end && start < w.end) {
+                let result = Err(IoError::WriteInFlight { offset, len });
+                self.handles[handle]
+                    .ready
+                    .push_back(IoCompletion { id, result });
+                return;
+            }
+            let token = self.next_write;
+            self.next_write += 1;
+            self.handles[handle].unfinished.push(Unfinished {
+                start,
+                end,
+                token,
+                parked: false,
+            });
+            Some(token)
+        } else {
+            None
+        };
+        let h = &self.handles[handle];
+        let f = h.faults.clone();
 
         // Fixed draw order, whatever the outcome.
         let (lo, hi) = (
@@ -221,17 +307,33 @@ impl Inner {
         let timeout_at = deadline.max(now);
         let late_land_at = deadline + f.late_write_delay;
         if f.hang {
-            self.schedule(timeout_at, Event::Timeout { handle, id });
-            if late {
-                let (offset, data) = write_parts(op);
-                self.schedule(
-                    late_land_at,
-                    Event::Land {
-                        handle,
-                        offset,
-                        data,
-                    },
-                );
+            self.schedule(
+                timeout_at,
+                Event::Timeout {
+                    handle,
+                    id,
+                    finishes: None,
+                },
+            );
+            if let Some(write) = token {
+                if late {
+                    let (offset, data) = write_parts(op);
+                    self.schedule(
+                        late_land_at,
+                        Event::Land {
+                            handle,
+                            offset,
+                            data,
+                            write,
+                        },
+                    );
+                } else if let Some(w) = self.handles[handle]
+                    .unfinished
+                    .iter_mut()
+                    .find(|w| w.token == write)
+                {
+                    w.parked = true;
+                }
             }
             return;
         }
@@ -252,13 +354,30 @@ impl Inner {
                         id,
                         op,
                         fail: Some(why),
+                        write: token,
                     },
                 );
             } else {
-                self.schedule(timeout_at, Event::Timeout { handle, id });
+                // A failing write never lands: finished for ordering's
+                // sake when its caller gives up.
+                self.schedule(
+                    timeout_at,
+                    Event::Timeout {
+                        handle,
+                        id,
+                        finishes: token,
+                    },
+                );
             }
-        } else if late {
-            self.schedule(timeout_at, Event::Timeout { handle, id });
+        } else if let (true, Some(write)) = (late, token) {
+            self.schedule(
+                timeout_at,
+                Event::Timeout {
+                    handle,
+                    id,
+                    finishes: None,
+                },
+            );
             let (offset, data) = write_parts(op);
             self.schedule(
                 late_land_at,
@@ -266,11 +385,19 @@ impl Inner {
                     handle,
                     offset,
                     data,
+                    write,
                 },
             );
         } else if done_at > deadline {
-            self.schedule(timeout_at, Event::Timeout { handle, id });
-            if write {
+            self.schedule(
+                timeout_at,
+                Event::Timeout {
+                    handle,
+                    id,
+                    finishes: None,
+                },
+            );
+            if let Some(write) = token {
                 let (offset, data) = write_parts(op);
                 self.schedule(
                     done_at,
@@ -278,6 +405,7 @@ impl Inner {
                         handle,
                         offset,
                         data,
+                        write,
                     },
                 );
             }
@@ -289,6 +417,7 @@ impl Inner {
                     id,
                     op,
                     fail: None,
+                    write: token,
                 },
             );
         }
@@ -297,6 +426,8 @@ impl Inner {
     pub(super) fn power_off(&mut self, handle: usize) {
         self.handles[handle].powered = false;
         self.handles[handle].ready.clear();
+        // Every write of the host lands or is lost right here.
+        self.handles[handle].unfinished.clear();
         let keys: Vec<_> = self
             .events
             .iter()
