@@ -38,6 +38,17 @@ pub enum LeaseCmd {
     Index(IndexCmd),
     /// Benchmark acquire/release, renewals and join on files in --dir.
     Bench(BenchArgs),
+    /// Talk to a running leased: register, acquire, release, inquire, lockspaces, events.
+    #[command(subcommand)]
+    Client(crate::leased_cmd::ClientCmd),
+    /// What a running leased holds: lockspaces, renewal latency, hosts, leases.
+    Status {
+        #[command(flatten)]
+        socket: crate::leased_cmd::SocketArg,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Sector size choices.
@@ -284,6 +295,8 @@ pub fn run(cmd: LeaseCmd) -> Result<()> {
         LeaseCmd::Acquire(a) => op(a, true),
         LeaseCmd::Release(a) => op(a, false),
         LeaseCmd::Index(c) => index_cmd(c),
+        LeaseCmd::Client(c) => crate::leased_cmd::client(c),
+        LeaseCmd::Status { socket, json } => crate::leased_cmd::status(socket, json),
         LeaseCmd::Bench(a) => {
             let opts = bench::BenchOpts {
                 dir: a.dir,

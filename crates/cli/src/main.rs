@@ -3,6 +3,7 @@
 //! exit codes; the work is in the library crates.
 
 mod lease_cmd;
+mod leased_cmd;
 mod table;
 
 use std::process::ExitCode;
@@ -21,14 +22,60 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Direct lease tools (no daemon): init, dump, join, acquire, release, index, bench.
+    /// Lease tools: direct (init, dump, join, acquire, release, index, bench) and through leased (client, status).
     #[command(subcommand)]
     Lease(lease_cmd::LeaseCmd),
+    /// Run the per-host lease daemon.
+    Leased {
+        /// Its TOML configuration.
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Lab watchdog: kills a process group unless re-armed in time (stands in for /dev/watchdog).
+    WatchdogLab {
+        /// Socket to listen on for arm/disarm/fire.
+        #[arg(long)]
+        socket: std::path::PathBuf,
+        /// Process group to kill when it fires.
+        #[arg(long)]
+        pgid: u32,
+        /// Slack after the armed expiry before firing, ms.
+        #[arg(long, default_value_t = 1000)]
+        margin_ms: u64,
+    },
 }
 
-/// Exit codes: 1 other error, 2 usage (clap), 3 lease busy or not owned,
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Validate a leased configuration file, reporting every problem.
+    Check {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Print the checked configuration as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Exit codes: 1 other error, 2 usage (clap) or invalid configuration, 3 lease busy or not owned,
 /// 4 corrupted or mismatched on-disk data, 5 storage I/O error or timeout.
 fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<nosplit_leased::config::ConfigErrors>()
+        .is_some()
+    {
+        return 2;
+    }
+    if let Some(r) = e.downcast_ref::<leased_cmd::DaemonRefused>() {
+        return match r.kind.as_str() {
+            "busy" | "conflict" => 3,
+            "corrupt" => 4,
+            "io" => 5,
+            _ => 1,
+        };
+    }
     match e.downcast_ref::<RuntimeError>() {
         Some(RuntimeError::Lease { source, .. }) => match source {
             LeaseError::Busy { .. }
@@ -67,6 +114,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Lease(c) => lease_cmd::run(c),
+        Cmd::Leased { config } => leased_cmd::leased(config),
+        Cmd::Config(ConfigCmd::Check { path, json }) => leased_cmd::config_check(path, json),
+        Cmd::WatchdogLab {
+            socket,
+            pgid,
+            margin_ms,
+        } => leased_cmd::watchdog_lab(socket, pgid, margin_ms),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -42,9 +42,16 @@ pub struct RunnerState {
     pub write_bytes: u64,
     /// Issue time of the last successful renewal.
     pub last_renewal: Option<MonoTime>,
+    /// Holders may run until then (last renewal + kill deadline).
+    pub expiry: Option<MonoTime>,
+    /// The lockspace timing, once the header was read.
+    pub timing: Option<nosplit_lease::Timing>,
+    /// Write latencies of the last renewals (oldest first, bounded).
+    pub renewal_latency: std::collections::VecDeque<(MonoTime, Duration)>,
 }
 
 const MAX_EVENTS: usize = 1000;
+const MAX_LATENCIES: usize = 32;
 /// Longest sleep between checks of the stop flag.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -64,7 +71,18 @@ fn lock(m: &Mutex<RunnerState>) -> MutexGuard<'_, RunnerState> {
 
 impl HostRunner {
     /// Starts driving `host` (fresh, or already joined) on `storage` at `base`.
-    pub fn start(mut host: HostLease, mut storage: Box<dyn Storage>, base: u64) -> HostRunner {
+    pub fn start(host: HostLease, storage: Box<dyn Storage>, base: u64) -> HostRunner {
+        Self::start_with_events(host, storage, base, None)
+    }
+
+    /// Like [`HostRunner::start`], and also sends every event, as it
+    /// happens, to `events` (the daemon's supervisor reacts to them).
+    pub fn start_with_events(
+        mut host: HostLease,
+        mut storage: Box<dyn Storage>,
+        base: u64,
+        events: Option<crossbeam_channel::Sender<(MonoTime, HostEvent)>>,
+    ) -> HostRunner {
         let state = Arc::new(Mutex::new(RunnerState {
             owner: host.owner_id(),
             joined: host.is_joined(),
@@ -75,7 +93,17 @@ impl HostRunner {
         let (st, sp, lv) = (state.clone(), stop.clone(), leave.clone());
         let thread = std::thread::Builder::new()
             .name(format!("renew-{}", host.config().host_id))
-            .spawn(move || run(&mut host, &mut *storage, base, &st, &sp, &lv))
+            .spawn(move || {
+                run(
+                    &mut host,
+                    &mut *storage,
+                    base,
+                    &st,
+                    &sp,
+                    &lv,
+                    events.as_ref(),
+                )
+            })
             .ok();
         if thread.is_none() {
             lock(&state).failure = Some("cannot spawn the renewal thread".into());
@@ -89,6 +117,31 @@ impl HostRunner {
         }
     }
 
+    /// A snapshot of the published state.
+    pub fn state(&self) -> RunnerState {
+        lock(&self.state).clone()
+    }
+
+    /// A handle that reads the published state without owning the runner.
+    pub fn watch(&self) -> RunnerWatch {
+        RunnerWatch {
+            state: self.state.clone(),
+        }
+    }
+
+    /// Waits until joined (or failed), polling every 10 ms, at most `timeout`.
+    pub fn wait_joined(&self, timeout: Duration) -> Result<OwnerId, String> {
+        self.watch().wait_joined(timeout)
+    }
+}
+
+/// Reads a runner's published state from anywhere.
+#[derive(Debug, Clone)]
+pub struct RunnerWatch {
+    state: Arc<Mutex<RunnerState>>,
+}
+
+impl RunnerWatch {
     /// A snapshot of the published state.
     pub fn state(&self) -> RunnerState {
         lock(&self.state).clone()
@@ -115,7 +168,9 @@ impl HostRunner {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
 
+impl HostRunner {
     /// Stops renewing. With `leave`, writes a clean release first (every
     /// lease must be released already); without, the slot is left as a
     /// crash would leave it.
@@ -148,6 +203,7 @@ fn run(
     state: &Mutex<RunnerState>,
     stop: &AtomicBool,
     leave: &AtomicBool,
+    events: Option<&crossbeam_channel::Sender<(MonoTime, HostEvent)>>,
 ) {
     let mut input = Input::Tick;
     let mut leaving = false;
@@ -170,8 +226,17 @@ fn run(
                         storage.submit(to_request(&cmd, base));
                     }
                     Output::Event(e) => {
+                        if let Some(tx) = events {
+                            let _ = tx.send((now, e.clone()));
+                        }
                         match &e {
-                            HostEvent::RenewalOk { .. } => s.renewals += 1,
+                            HostEvent::RenewalOk { latency } => {
+                                s.renewals += 1;
+                                if s.renewal_latency.len() >= MAX_LATENCIES {
+                                    s.renewal_latency.pop_front();
+                                }
+                                s.renewal_latency.push_back((now, *latency));
+                            }
                             HostEvent::JoinFailed(err) => s.failure = Some(err.to_string()),
                             HostEvent::Lost(r) => s.failure = Some(format!("lease lost: {r}")),
                             _ => {}
@@ -187,6 +252,8 @@ fn run(
             s.joined = host.is_joined();
             s.done = host.is_done();
             s.last_renewal = host.last_renewal();
+            s.expiry = host.expiry();
+            s.timing = host.timing().copied();
             s.view = host.view().clone();
         }
         if host.is_done() {

@@ -27,7 +27,7 @@ use crate::timing::Timing;
 use crate::view::{HostView, Liveness};
 
 /// Exclusive or shared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeaseMode {
     /// One holder.

@@ -1,0 +1,437 @@
+//! `nosplit leased` as real processes on one machine: several daemons share
+//! one lockspace file, each with its own run directory and host id. A
+//! "host" is a process group (its daemon and its holders); powering it off
+//! is SIGKILL to the group, which is also what the lab watchdog does.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use nosplit_leased::api::{LeaseRef, Request, Response};
+use nosplit_leased::client::Client;
+
+const IO_MS: u32 = 300;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_nosplit")
+}
+
+fn run_ok(args: &[&str]) {
+    let o = Command::new(bin()).args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("leased")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let c = Cluster { dir };
+        let (ls, res) = (c.path("ids"), c.path("vm1.lease"));
+        let io = IO_MS.to_string();
+        run_ok(&[
+            "lease",
+            "init",
+            "lockspace",
+            &ls,
+            "--name",
+            "ls1",
+            "--io-timeout-ms",
+            &io,
+            "--max-hosts",
+            "8",
+            "--create",
+        ]);
+        run_ok(&[
+            "lease",
+            "init",
+            "resource",
+            &res,
+            "--lockspace",
+            "ls1",
+            "--name",
+            "vm1",
+            "--max-hosts",
+            "8",
+            "--create",
+        ]);
+        c
+    }
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+    fn lease(&self) -> LeaseRef {
+        LeaseRef {
+            lockspace: "ls1".into(),
+            resource: "vm1".into(),
+            path: self.path("vm1.lease"),
+            offset: 0,
+        }
+    }
+}
+
+/// One host: a process group holding its daemon and its holders.
+struct Host {
+    id: u32,
+    run_dir: PathBuf,
+    config: PathBuf,
+    daemon: Option<Child>,
+    pgid: i32,
+    holders: Vec<Child>,
+    supervisor: Option<Child>,
+}
+
+impl Host {
+    fn start(c: &Cluster, id: u32, lab_watchdog: bool) -> Host {
+        let run_dir = c.dir.path().join(format!("run{id}"));
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let wd = if lab_watchdog {
+            format!(
+                "backend = \"lab\"\nlab_socket = \"{}\"",
+                run_dir.join("wd.sock").display()
+            )
+        } else {
+            "backend = \"none\"\nallow_none = true".to_string()
+        };
+        let config = run_dir.join("leased.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "host_name = \"host{id}\"\nrun_dir = \"{}\"\n[watchdog]\n{wd}\n[[lockspace]]\nname = \"ls1\"\npath = \"{}\"\nhost_id = {id}\n",
+                run_dir.display(),
+                c.path("ids")
+            ),
+        )
+        .unwrap();
+        // The host's process group, led by a stand-in for its init.
+        let init = Command::new("sleep")
+            .arg("600")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = i32::try_from(init.id()).unwrap();
+        let mut h = Host {
+            id,
+            run_dir,
+            config,
+            daemon: None,
+            pgid,
+            holders: vec![init],
+            supervisor: None,
+        };
+        if lab_watchdog {
+            let sock = h.run_dir.join("wd.sock");
+            let log = std::fs::File::create(h.run_dir.join("watchdog.log")).unwrap();
+            h.supervisor = Some(
+                Command::new(bin())
+                    .args([
+                        "watchdog-lab",
+                        "--socket",
+                        sock.to_str().unwrap(),
+                        "--pgid",
+                        &pgid.to_string(),
+                        "--margin-ms",
+                        "300",
+                    ])
+                    .process_group(0)
+                    .stderr(log)
+                    .spawn()
+                    .unwrap(),
+            );
+            let end = Instant::now() + Duration::from_secs(5);
+            while !sock.exists() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        h.spawn_daemon(pgid);
+        h.wait_joined();
+        h
+    }
+
+    fn spawn_daemon(&mut self, pgid: i32) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.run_dir.join("leased.log"))
+            .unwrap();
+        let child = Command::new(bin())
+            .args(["leased", "--config", self.config.to_str().unwrap()])
+            .process_group(pgid)
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.run_dir.join("leased.sock")
+    }
+
+    fn call(&self, req: Request) -> Response {
+        Client::connect(&self.socket()).unwrap().call(&req).unwrap()
+    }
+
+    fn wait_joined(&self) {
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if let Ok(mut c) = Client::connect(&self.socket()) {
+                if let Ok(Response::Status(s)) = c.call(&Request::Status) {
+                    if s.lockspaces.iter().all(|l| l.state == "joined") && !s.lockspaces.is_empty()
+                    {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("host {} never joined; log:\n{}", self.id, self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.run_dir.join("leased.log")).unwrap_or_default()
+    }
+
+    /// A holder process in this host's group, registered with its daemon.
+    fn holder(&mut self) -> u32 {
+        let child = Command::new("sleep")
+            .arg("120")
+            .process_group(self.pgid)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        self.holders.push(child);
+        assert_eq!(
+            self.call(Request::Register {
+                pid: Some(pid),
+                freeze_hook: None
+            }),
+            Response::Registered { pid }
+        );
+        pid
+    }
+
+    fn acquire(&self, pid: u32, c: &Cluster) -> Response {
+        self.call(Request::Acquire {
+            pid: Some(pid),
+            lease: c.lease(),
+            mode: nosplit_lease::paxos::LeaseMode::Exclusive,
+            lver: None,
+        })
+    }
+
+    /// Power off: SIGKILL to the whole group.
+    fn power_off(&mut self) {
+        // SAFETY: kill(2) with a negative pid signals a process group; no
+        // memory is involved.
+        unsafe {
+            libc::kill(-self.pgid, libc::SIGKILL);
+        }
+        for c in self.holders.iter_mut().chain(self.daemon.as_mut()) {
+            let _ = c.kill(); // children spawned outside the group, too
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        for c in self
+            .holders
+            .iter_mut()
+            .chain(self.daemon.as_mut())
+            .chain(self.supervisor.as_mut())
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !stat.is_empty() && !stat.contains(") Z")
+}
+
+fn leader_owner(c: &Cluster) -> Option<u32> {
+    let o = Command::new(bin())
+        .args(["lease", "dump", "resource", &c.path("vm1.lease"), "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["leader"]["owner"]["host_id"]
+        .as_u64()
+        .map(|h| u32::try_from(h).unwrap())
+}
+
+fn timing() -> nosplit_lease::Timing {
+    nosplit_lease::Timing::from_io_timeout_ms(IO_MS)
+}
+
+#[test]
+fn acquire_for_a_holder_and_release_when_it_exits() {
+    let c = Cluster::new();
+    let mut h = Host::start(&c, 1, false);
+    let pid = h.holder();
+    assert!(
+        matches!(h.acquire(pid, &c), Response::Acquired { lver: 1 }),
+        "{}",
+        h.log()
+    );
+    assert_eq!(leader_owner(&c), Some(1));
+    let Response::Status(s) = h.call(Request::Status) else {
+        panic!()
+    };
+    assert_eq!(s.holders.len(), 1);
+    assert_eq!(s.holders[0].leases.len(), 1);
+    assert!(!s.lockspaces[0].renewal_latency_ms.is_empty());
+    // Acquiring again for another holder on the same host is refused.
+    let pid2 = h.holder();
+    assert!(matches!(h.acquire(pid2, &c), Response::Error { .. }));
+    // The holder exits: its lease is released by the daemon.
+    h.holders[1].kill().unwrap();
+    h.holders[1].wait().unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    while leader_owner(&c).is_some() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(leader_owner(&c), None, "{}", h.log());
+    assert!(matches!(
+        h.acquire(pid2, &c),
+        Response::Acquired { lver: 2 }
+    ));
+}
+
+#[test]
+fn a_dead_hosts_lease_is_taken_after_host_dead_and_not_before() {
+    let c = Cluster::new();
+    let mut h1 = Host::start(&c, 1, true);
+    let h2 = Host::start(&c, 2, true);
+    let mut h3 = Host::start(&c, 3, true);
+    let pid = h1.holder();
+    assert!(
+        matches!(h1.acquire(pid, &c), Response::Acquired { .. }),
+        "{}",
+        h1.log()
+    );
+    // Others are refused while host 1 lives.
+    let p2 = {
+        let child = Command::new("sleep").arg("120").spawn().unwrap();
+        let pid = child.id();
+        h3.holders.push(child);
+        assert!(matches!(
+            h2.call(Request::Register {
+                pid: Some(pid),
+                freeze_hook: None
+            }),
+            Response::Registered { .. }
+        ));
+        pid
+    };
+    assert!(matches!(h2.acquire(p2, &c), Response::Error { ref kind, .. } if kind == "busy"));
+    h1.power_off();
+    let off = Instant::now();
+    let taken = loop {
+        match h2.acquire(p2, &c) {
+            Response::Acquired { .. } => break off.elapsed(),
+            Response::Error { kind, .. } if kind == "busy" => {}
+            other => panic!("{other:?}\n{}", h2.log()),
+        }
+        assert!(off.elapsed() < Duration::from_secs(20), "never taken over");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let t = timing();
+    // Host 1's last renewal was at most one interval before power-off.
+    assert!(
+        taken + t.renew_interval >= t.host_dead,
+        "taken {taken:?} after power-off, host_dead {:?}",
+        t.host_dead
+    );
+    assert!(
+        taken <= t.host_dead + Duration::from_secs(3),
+        "slow takeover: {taken:?}"
+    );
+    assert_eq!(leader_owner(&c), Some(2));
+    h3.power_off();
+}
+
+#[test]
+fn kill_9_of_leased_keeps_holders_and_their_leases() {
+    let c = Cluster::new();
+    let mut h1 = Host::start(&c, 1, true);
+    let h2 = Host::start(&c, 2, false);
+    let pid = h1.holder();
+    assert!(matches!(h1.acquire(pid, &c), Response::Acquired { .. }));
+    // kill -9 the daemon only; the holder runs on.
+    let mut d = h1.daemon.take().unwrap();
+    d.kill().unwrap();
+    d.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    h1.spawn_daemon(h1.pgid);
+    h1.wait_joined();
+    // Long past host_dead: the holder still runs, its lease is still ours,
+    // and host 2 cannot take it.
+    std::thread::sleep(timing().host_dead + Duration::from_secs(1));
+    assert!(alive(pid), "holder was killed; log:\n{}", h1.log());
+    assert_eq!(leader_owner(&c), Some(1));
+    let child = Command::new("sleep").arg("120").spawn().unwrap();
+    let p2 = child.id();
+    assert!(matches!(
+        h2.call(Request::Register {
+            pid: Some(p2),
+            freeze_hook: None
+        }),
+        Response::Registered { .. }
+    ));
+    assert!(
+        matches!(h2.acquire(p2, &c), Response::Error { ref kind, .. } if kind == "busy"),
+        "{}",
+        h2.log()
+    );
+    let Response::Leases { leases } = h1.call(Request::Inquire { pid: Some(pid) }) else {
+        panic!()
+    };
+    assert_eq!(leases.len(), 1, "holder was not re-adopted");
+    let mut child = child;
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn without_a_restart_the_lab_watchdog_stops_holders_before_host_dead() {
+    let c = Cluster::new();
+    let mut h1 = Host::start(&c, 1, true);
+    let pid = h1.holder();
+    assert!(matches!(h1.acquire(pid, &c), Response::Acquired { .. }));
+    let mut d = h1.daemon.take().unwrap();
+    let killed = Instant::now();
+    d.kill().unwrap();
+    d.wait().unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while alive(pid) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let gone = killed.elapsed();
+    assert!(
+        !alive(pid),
+        "the watchdog never fired; watchdog log:\n{}\nleased log:\n{}",
+        std::fs::read_to_string(h1.run_dir.join("watchdog.log")).unwrap_or_default(),
+        h1.log()
+    );
+    // Before any other host could call this one dead.
+    assert!(
+        gone < timing().host_dead,
+        "holder outlived host_dead: {gone:?}"
+    );
+}
