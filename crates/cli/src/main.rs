@@ -34,6 +34,8 @@ enum Cmd {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Lab storage: serve a directory through FUSE with injectable faults (EIO, delay, hang).
+    Faultfs(FaultfsArgs),
     /// Lab watchdog: kills a process group unless re-armed in time (stands in for /dev/watchdog).
     WatchdogLab {
         /// Socket to listen on for arm/disarm/fire.
@@ -46,6 +48,23 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         margin_ms: u64,
     },
+}
+
+/// `nosplit faultfs`.
+#[derive(Debug, clap::Args)]
+struct FaultfsArgs {
+    /// Directory to serve.
+    #[arg(long, required_unless_present = "send")]
+    backing: Option<std::path::PathBuf>,
+    /// Where to mount it.
+    #[arg(long, required_unless_present = "send")]
+    mount: Option<std::path::PathBuf>,
+    /// Control socket (commands: ok, eio, eio-read, eio-write, delay MS, hang, resume, status).
+    #[arg(long)]
+    control: Option<std::path::PathBuf>,
+    /// Send one command to a running instance's control socket and exit.
+    #[arg(long, requires = "control", conflicts_with_all = ["backing", "mount"])]
+    send: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,6 +116,18 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
+fn faultfs(a: FaultfsArgs) -> anyhow::Result<()> {
+    if let (Some(cmd), Some(sock)) = (&a.send, &a.control) {
+        println!("{}", nosplit_faultfs::control(sock, cmd)?);
+        return Ok(());
+    }
+    let (Some(backing), Some(mount)) = (&a.backing, &a.mount) else {
+        anyhow::bail!("--backing and --mount are required to serve");
+    };
+    nosplit_faultfs::run_foreground(backing, mount, a.control.as_deref())?;
+    Ok(())
+}
+
 /// The error and its causes, skipping causes the message already contains
 /// (typed errors embed their source in their own text).
 fn describe(e: &anyhow::Error) -> String {
@@ -121,6 +152,7 @@ fn main() -> ExitCode {
             pgid,
             margin_ms,
         } => leased_cmd::watchdog_lab(socket, pgid, margin_ms),
+        Cmd::Faultfs(a) => faultfs(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,15 +30,24 @@ fn run_ok(args: &[&str]) {
 
 struct Cluster {
     dir: tempfile::TempDir,
+    /// Where the lockspace and lease files live (the dir, or a FUSE mount).
+    files: PathBuf,
 }
 
 impl Cluster {
     fn new() -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("leased")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .unwrap();
-        let c = Cluster { dir };
+        let dir = tempdir("leased");
+        let files = dir.path().to_path_buf();
+        Cluster::init(dir, files)
+    }
+
+    /// Lease files under `files` (e.g. a fault-injecting FUSE mount).
+    fn with_files(files: PathBuf) -> Cluster {
+        Cluster::init(tempdir("leased"), files)
+    }
+
+    fn init(dir: tempfile::TempDir, files: PathBuf) -> Cluster {
+        let c = Cluster { dir, files };
         let (ls, res) = (c.path("ids"), c.path("vm1.lease"));
         let io = IO_MS.to_string();
         run_ok(&[
@@ -69,9 +78,11 @@ impl Cluster {
         ]);
         c
     }
+
     fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
+        self.files.join(name).display().to_string()
     }
+
     fn lease(&self) -> LeaseRef {
         LeaseRef {
             lockspace: "ls1".into(),
@@ -80,6 +91,13 @@ impl Cluster {
             offset: 0,
         }
     }
+}
+
+fn tempdir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
 }
 
 /// One host: a process group holding its daemon and its holders.
@@ -434,4 +452,125 @@ fn without_a_restart_the_lab_watchdog_stops_holders_before_host_dead() {
         gone < timing().host_dead,
         "holder outlived host_dead: {gone:?}"
     );
+}
+
+/// A holder whose stop times we measure: its exit is seen by a thread
+/// that waits on it.
+fn watch_exit(mut child: Child) -> std::sync::mpsc::Receiver<Instant> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = child.wait();
+        let _ = tx.send(Instant::now());
+    });
+    rx
+}
+
+#[test]
+fn hung_storage_stops_holders_on_time() {
+    let root = rustix::process::geteuid().is_root();
+    if !root || !std::path::Path::new("/dev/fuse").exists() {
+        eprintln!("skipping: needs root and /dev/fuse");
+        return;
+    }
+    let backing = tempdir("backing");
+    let mnt = tempdir("mnt");
+    let fs = nosplit_faultfs::spawn(backing.path(), mnt.path(), None).unwrap();
+    let c = Cluster::with_files(mnt.path().to_path_buf());
+    let mut h = Host::start(&c, 1, true);
+    let marker = c.dir.path().join("frozen");
+    // Holder A has a freeze hook and dies at SIGTERM; holder B ignores
+    // SIGTERM and needs SIGKILL.
+    let a = Command::new("sleep")
+        .arg("120")
+        .process_group(h.pgid)
+        .spawn()
+        .unwrap();
+    let b = Command::new("sh")
+        .args(["-c", "trap '' TERM; exec sleep 120"])
+        .process_group(h.pgid)
+        .spawn()
+        .unwrap();
+    let (pa, pb) = (a.id(), b.id());
+    let hook = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        format!("echo $1 >> {}", marker.display()),
+        "hook".into(),
+    ];
+    assert!(matches!(
+        h.call(Request::Register {
+            pid: Some(pa),
+            freeze_hook: Some(hook)
+        }),
+        Response::Registered { .. }
+    ));
+    assert!(matches!(
+        h.call(Request::Register {
+            pid: Some(pb),
+            freeze_hook: None
+        }),
+        Response::Registered { .. }
+    ));
+    assert!(
+        matches!(h.acquire(pa, &c), Response::Acquired { .. }),
+        "{}",
+        h.log()
+    );
+    let lease2 = LeaseRef {
+        resource: "vm2".into(),
+        path: c.path("vm2.lease"),
+        ..c.lease()
+    };
+    run_ok(&[
+        "lease",
+        "init",
+        "resource",
+        &lease2.path,
+        "--lockspace",
+        "ls1",
+        "--name",
+        "vm2",
+        "--max-hosts",
+        "8",
+        "--create",
+    ]);
+    let r = h.call(Request::Acquire {
+        pid: Some(pb),
+        lease: lease2,
+        mode: nosplit_lease::paxos::LeaseMode::Exclusive,
+        lver: None,
+    });
+    assert!(matches!(r, Response::Acquired { .. }), "{r:?}");
+    let (ea, eb) = (watch_exit(a), watch_exit(b));
+    std::thread::sleep(Duration::from_millis(300));
+
+    fs.handle().set(nosplit_faultfs::Mode::Hang);
+    let hung = Instant::now();
+    let t = timing();
+    let limit = Duration::from_secs(10);
+    let da = ea.recv_timeout(limit).expect("holder A was never stopped") - hung;
+    let db = eb.recv_timeout(limit).expect("holder B was never stopped") - hung;
+    fs.handle().recover();
+    eprintln!("hung storage: holder A (hook, SIGTERM) stopped after {da:?}, holder B (SIGKILL) after {db:?}");
+    // The last renewal was at most one interval (plus its I/O) before the
+    // hang; SIGTERM comes at renew_fail after it, SIGKILL at sigkill_after.
+    let slack = Duration::from_millis(250);
+    assert!(
+        da + t.renew_interval + slack >= t.renew_fail && da <= t.renew_fail + slack,
+        "A stopped {da:?} after the hang"
+    );
+    assert!(
+        db + t.renew_interval + slack >= t.sigkill_after && db <= t.kill_deadline + slack,
+        "B stopped {db:?} after the hang"
+    );
+    // Both well before anyone could take their leases over.
+    assert!(da < t.host_dead && db < t.host_dead);
+    let frozen = std::fs::read_to_string(&marker).unwrap_or_default();
+    assert!(
+        frozen.contains(&pa.to_string()),
+        "freeze hook did not run: {frozen:?}\n{}",
+        h.log()
+    );
+    h.power_off();
+    drop(fs);
 }

@@ -185,7 +185,7 @@ fn register(shared: &Shared, pid: u32, freeze_hook: Option<Vec<String>>) -> Resp
     }
     let mut g = lock(shared);
     match g.holders.get_mut(&pid) {
-        Some(h) if h.id == id => h.freeze_hook = freeze_hook,
+        Some(h) if h.id == id && !h.gone => h.freeze_hook = freeze_hook,
         _ => {
             g.holders.insert(
                 pid,
@@ -193,6 +193,7 @@ fn register(shared: &Shared, pid: u32, freeze_hook: Option<Vec<String>>) -> Resp
                     id,
                     freeze_hook,
                     leases: Vec::new(),
+                    gone: false,
                 },
             );
         }
@@ -248,7 +249,7 @@ fn acquire(
         let Some(h) = g.holders.get(&pid) else {
             return Response::error("not_found", format!("process {pid} is not registered"));
         };
-        if !crate::proc::alive(&h.id) {
+        if h.gone || !crate::proc::alive(&h.id) {
             return Response::error("not_found", format!("process {pid} is gone"));
         }
         if h.leases

@@ -69,6 +69,16 @@ pub(crate) struct Holder {
     pub(crate) id: HolderId,
     pub(crate) freeze_hook: Option<Vec<String>>,
     pub(crate) leases: Vec<HeldLease>,
+    /// The process exited; its leases are being released (maybe slowly,
+    /// on hung storage). It no longer counts as running anywhere.
+    pub(crate) gone: bool,
+}
+
+impl Holder {
+    /// Running and holding a lease in `lockspace`.
+    pub(crate) fn uses(&self, lockspace: &str) -> bool {
+        !self.gone && self.leases.iter().any(|l| l.lease.lockspace == lockspace)
+    }
 }
 
 /// State shared by every thread.

@@ -147,6 +147,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
                     id,
                     freeze_hook: h.freeze_hook.clone(),
                     leases: h.leases.clone(),
+                    gone: false,
                 },
             );
         }

@@ -85,16 +85,22 @@ pub(crate) fn run(shared: Shared, events: Receiver<(String, MonoTime, HostEvent)
     }
 }
 
-/// Reports holders that appeared, changed lockspaces or exited; releases
-/// the leases of exited ones.
+/// Reports holders that appeared, changed lockspaces or exited. An exited
+/// holder is marked gone at once (it stops counting for escalation and
+/// the watchdog) and its leases are released on a thread of their own:
+/// on hung storage even `open()` can block, and this thread must not.
 fn sync_holders(shared: &Shared, st: &mut State, now: MonoTime, actions: &mut Vec<Action>) {
     let (current, timeout, gone) = {
-        let g = lock(shared);
+        let mut g = lock(shared);
         let timeout = g.cfg.freeze_hook_timeout;
         let mut current = BTreeMap::new();
         let mut gone = Vec::new();
-        for h in g.holders.values() {
+        for h in g.holders.values_mut() {
+            if h.gone {
+                continue;
+            }
             if !crate::proc::alive(&h.id) {
+                h.gone = true;
                 gone.push((h.id, h.leases.clone()));
                 continue;
             }
@@ -135,16 +141,24 @@ fn sync_holders(shared: &Shared, st: &mut State, now: MonoTime, actions: &mut Ve
     for (id, leases) in gone {
         actions.extend(st.sup.step(Input::HolderGone(id), now));
         st.present.remove(&id);
-        for l in &leases {
-            // Best effort: a lost incarnation's leases are void anyway.
-            let _ = conn::release(shared, id.pid, &l.lease.lockspace, &l.lease.resource);
+        let shared = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("release-{}", id.pid))
+            .spawn(move || {
+                for l in &leases {
+                    // Best effort: a lost incarnation's leases are void anyway.
+                    let _ = conn::release(&shared, id.pid, &l.lease.lockspace, &l.lease.resource);
+                }
+                let mut g = lock(&shared);
+                if g.holders.get(&id.pid).is_some_and(|h| h.id == id) {
+                    g.holders.remove(&id.pid);
+                    g.save();
+                }
+                g.broadcast(Event::HolderGone { pid: id.pid });
+            });
+        if spawned.is_err() {
+            eprintln!("leased: cannot start a thread to release the leases of {id}");
         }
-        let mut g = lock(shared);
-        if g.holders.get(&id.pid).is_some_and(|h| h.id == id) {
-            g.holders.remove(&id.pid);
-            g.save();
-        }
-        g.broadcast(Event::HolderGone { pid: id.pid });
     }
     // Holders unregistered by request (gone from the map while alive).
     let known: Vec<HolderId> = st.present.keys().copied().collect();
@@ -305,10 +319,8 @@ pub(crate) fn arm(shared: &Shared, about_to_be_used: Option<&str>) -> Result<(),
         let g = lock(shared);
         let mut e: Option<MonoTime> = None;
         for (name, l) in &g.lockspaces {
-            let used = about_to_be_used == Some(name.as_str())
-                || g.holders
-                    .values()
-                    .any(|h| h.leases.iter().any(|x| &x.lease.lockspace == name));
+            let used =
+                about_to_be_used == Some(name.as_str()) || g.holders.values().any(|h| h.uses(name));
             if used {
                 // No expiry (not joined, or lost): nothing may run on it.
                 let x = l.runner.state().expiry.unwrap_or(now);
@@ -325,7 +337,8 @@ pub(crate) fn arm(shared: &Shared, about_to_be_used: Option<&str>) -> Result<(),
     r.map_err(|e| e.to_string())
 }
 
-/// Restarts lost lockspaces (new generation) once no holder uses them.
+/// Restarts lost lockspaces (new generation) once no running holder uses
+/// them, on a thread of their own (opening hung storage can block).
 fn rejoin_lost(shared: &Shared, st: &mut State, now: MonoTime) {
     let todo: Vec<String> = {
         let g = lock(shared);
@@ -334,43 +347,46 @@ fn rejoin_lost(shared: &Shared, st: &mut State, now: MonoTime) {
             .filter(|(name, l)| {
                 l.state == LsState::Lost
                     && st.rejoin_after.get(*name).is_none_or(|t| now >= *t)
-                    && !g
-                        .holders
-                        .values()
-                        .any(|h| h.leases.iter().any(|x| &x.lease.lockspace == *name))
+                    && !g.holders.values().any(|h| h.uses(name))
             })
             .map(|(n, _)| n.clone())
             .collect()
     };
     for name in todo {
-        let (cfg, saved, events) = {
-            let g = lock(shared);
-            let Some(l) = g.lockspaces.get(&name) else {
-                continue;
-            };
-            (g.cfg.clone(), l.saved.clone(), g.events.clone())
+        // Not again before this attempt can have finished.
+        st.rejoin_after
+            .insert(name.clone(), now + Duration::from_secs(5));
+        let shared = shared.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("rejoin-{name}"))
+            .spawn(move || rejoin(&shared, &name));
+    }
+}
+
+fn rejoin(shared: &Shared, name: &str) {
+    let (cfg, saved, events) = {
+        let g = lock(shared);
+        let Some(l) = g.lockspaces.get(name) else {
+            return;
         };
-        match start_lockspace(&cfg, &saved, JoinMode::New { prior_gone: true }, events) {
-            Ok((header, runner)) => {
-                eprintln!("leased: {name}: rejoining with a new generation");
-                st.rejoin_after.remove(&name);
-                let old = lock(shared).lockspaces.insert(
-                    name,
-                    super::Ls {
-                        saved,
-                        header,
-                        runner,
-                        state: LsState::Joining,
-                    },
-                );
-                if let Some(old) = old {
-                    old.runner.stop(false);
-                }
-            }
-            Err(e) => {
-                eprintln!("leased: {name}: cannot rejoin: {e}; retrying in 5 s");
-                st.rejoin_after.insert(name, now + Duration::from_secs(5));
+        (g.cfg.clone(), l.saved.clone(), g.events.clone())
+    };
+    match start_lockspace(&cfg, &saved, JoinMode::New { prior_gone: true }, events) {
+        Ok((header, runner)) => {
+            eprintln!("leased: {name}: rejoining with a new generation");
+            let old = lock(shared).lockspaces.insert(
+                name.to_string(),
+                super::Ls {
+                    saved,
+                    header,
+                    runner,
+                    state: LsState::Joining,
+                },
+            );
+            if let Some(old) = old {
+                old.runner.stop(false);
             }
         }
+        Err(e) => eprintln!("leased: {name}: cannot rejoin: {e}; retrying in 5 s"),
     }
 }
