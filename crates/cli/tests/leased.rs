@@ -574,3 +574,131 @@ fn hung_storage_stops_holders_on_time() {
     h.power_off();
     drop(fs);
 }
+
+#[test]
+fn status_table_config_check_and_events() {
+    let c = Cluster::new();
+    let mut h = Host::start(&c, 1, false);
+    // Events: a holder that exits is reported.
+    let events = Client::connect(&h.socket()).unwrap().subscribe().unwrap();
+    let pid = h.holder();
+    assert!(matches!(h.acquire(pid, &c), Response::Acquired { .. }));
+    let sock = h.socket().display().to_string();
+    let o = Command::new(bin())
+        .args(["lease", "status", "--socket", &sock])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("LOCKSPACE") && table.contains("joined") && table.contains("ls1/vm1"),
+        "{table}"
+    );
+    // Busy through the client CLI: exit code 3.
+    let o = Command::new(bin())
+        .args([
+            "lease",
+            "client",
+            "acquire",
+            "--socket",
+            &sock,
+            "--pid",
+            &h.holder().to_string(),
+        ])
+        .args([
+            "--lockspace",
+            "ls1",
+            "--resource",
+            "vm1",
+            "--path",
+            &c.path("vm1.lease"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    h.holders[1].kill().unwrap();
+    h.holders[1].wait().unwrap();
+    let mut got = false;
+    for e in events {
+        if matches!(e.unwrap(), nosplit_leased::api::Event::HolderGone { pid: p } if p == pid) {
+            got = true;
+            break;
+        }
+    }
+    assert!(got);
+    // config check: the daemon's own file is fine; a broken one lists every problem, exit 2.
+    let cfg = h.config.display().to_string();
+    assert!(Command::new(bin())
+        .args(["config", "check", &cfg])
+        .status()
+        .unwrap()
+        .success());
+    let bad = c.dir.path().join("bad.toml");
+    std::fs::write(&bad, "host_name = \"a b\"\nrun_dir = \"rel\"\n[watchdog]\nbackend = \"none\"\n[[lockspace]]\nname = \"x\"\npath = \"/p\"\nhost_id = 0\nbogus = 1\n").unwrap();
+    let o = Command::new(bin())
+        .args(["config", "check", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    for field in ["host_name", "run_dir", "allow_none", "host_id", "bogus"] {
+        assert!(err.contains(field), "{field} not reported:\n{err}");
+    }
+}
+
+#[test]
+fn only_root_and_the_configured_group_may_connect() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipping: needs root to run clients as other users");
+        return;
+    }
+    let c = Cluster::new();
+    let mut h = Host::start(&c, 1, false);
+    h.power_off();
+    // Restart with socket_group = 65534 (nogroup).
+    let text = std::fs::read_to_string(&h.config).unwrap();
+    std::fs::write(
+        &h.config,
+        text.replacen("[watchdog]", "socket_group = 65534\n[watchdog]", 1),
+    )
+    .unwrap();
+    let init = Command::new("sleep")
+        .arg("600")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    h.pgid = i32::try_from(init.id()).unwrap();
+    h.holders = vec![init];
+    h.spawn_daemon(h.pgid);
+    h.wait_joined();
+    // The run directory must be reachable by the client user.
+    let mut dir = Some(h.run_dir.as_path());
+    while let Some(d) = dir {
+        let _ = std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+        dir = d
+            .parent()
+            .filter(|p| p.starts_with(env!("CARGO_TARGET_TMPDIR")));
+    }
+    let sock = h.socket().display().to_string();
+    let status_as = |uid: u32, gid: u32| {
+        use std::os::unix::process::CommandExt as _;
+        Command::new(bin())
+            .args(["lease", "status", "--socket", &sock])
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .unwrap()
+    };
+    let member = status_as(65534, 65534);
+    assert!(
+        member.status.success(),
+        "group member refused: {}",
+        String::from_utf8_lossy(&member.stderr)
+    );
+    let outsider = status_as(65534, 1);
+    assert!(!outsider.status.success(), "an outsider got in");
+}
