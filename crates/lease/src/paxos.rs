@@ -563,17 +563,9 @@ impl ResourceOp {
             } => {
                 let live = live_marks(&buf, &marks, self.s(), issued, now, view, &self.timing)?;
                 if live.is_empty() {
-                    self.phase = Phase::Commit {
-                        lver,
-                        then: Then::Acquired,
-                    };
-                    self.write_leader(out, now, lver, Some(self.me));
+                    self.commit(out, now, lver, Some(self.me), Then::Acquired);
                 } else {
-                    self.phase = Phase::Commit {
-                        lver,
-                        then: Then::BusyShared(live),
-                    };
-                    self.write_leader(out, now, lver, None);
+                    self.commit(out, now, lver, None, Then::BusyShared(live));
                 }
                 Ok(())
             }
@@ -596,11 +588,7 @@ impl ResourceOp {
             }
             Phase::Mark { lver } => {
                 // Mark written; now hand the exclusive ballot back.
-                self.phase = Phase::Commit {
-                    lver,
-                    then: Then::Acquired,
-                };
-                self.write_leader(out, now, lver, None);
+                self.commit(out, now, lver, None, Then::Acquired);
                 Ok(())
             }
             Phase::ReleaseRead => self.release_read(&buf, now, out),
@@ -795,11 +783,7 @@ impl ResourceOp {
             LeaseMode::Exclusive => {
                 let marks = shared_marks(&ballots, Some(self.me.host_id));
                 if marks.is_empty() {
-                    self.phase = Phase::Commit {
-                        lver,
-                        then: Then::Acquired,
-                    };
-                    self.write_leader(out, now, lver, Some(self.me));
+                    self.commit(out, now, lver, Some(self.me), Then::Acquired);
                 } else {
                     self.phase = Phase::SharedCheck {
                         lver,
@@ -813,6 +797,19 @@ impl ResourceOp {
             }
         }
         Ok(())
+    }
+
+    /// Writes the leader for `lver` and finishes with `then` once written.
+    fn commit(
+        &mut self,
+        out: &mut Vec<OpOutput>,
+        now: MonoTime,
+        lver: u64,
+        owner: Option<OwnerId>,
+        then: Then,
+    ) {
+        self.phase = Phase::Commit { lver, then };
+        self.write_leader(out, now, lver, owner);
     }
 
     /// A free leader of this resource at version 0, to build others from.
