@@ -702,3 +702,49 @@ fn only_root_and_the_configured_group_may_connect() {
     let outsider = status_as(65534, 1);
     assert!(!outsider.status.success(), "an outsider got in");
 }
+
+#[test]
+fn lockspaces_join_and_leave_at_run_time() {
+    let c = Cluster::new();
+    let mut h = Host::start(&c, 1, false);
+    let pid = h.holder();
+    assert!(matches!(h.acquire(pid, &c), Response::Acquired { .. }));
+    // Refused while a holder uses it.
+    let rem = Request::RemLockspace { name: "ls1".into() };
+    assert!(matches!(h.call(rem.clone()), Response::Error { ref kind, .. } if kind == "busy"));
+    h.call(Request::Release {
+        pid: Some(pid),
+        lockspace: "ls1".into(),
+        resource: "vm1".into(),
+    });
+    assert_eq!(h.call(rem), Response::Ok);
+    let Response::Status(s) = h.call(Request::Status) else {
+        panic!()
+    };
+    assert!(s.lockspaces.is_empty());
+    // Our slot was released cleanly: rejoining needs no host-dead wait.
+    let add = Request::AddLockspace {
+        name: "ls1".into(),
+        path: c.path("ids"),
+        offset: 0,
+        host_id: 1,
+        sector_size: 512,
+    };
+    let t0 = Instant::now();
+    assert!(
+        matches!(h.call(add.clone()), Response::Joined { generation: 2 }),
+        "{}",
+        h.log()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert!(matches!(h.call(add), Response::Error { ref kind, .. } if kind == "conflict"));
+    let bad = Request::AddLockspace {
+        name: "nope".into(),
+        path: c.path("missing"),
+        offset: 0,
+        host_id: 1,
+        sector_size: 512,
+    };
+    assert!(matches!(h.call(bad), Response::Error { ref kind, .. } if kind == "io"));
+    assert!(matches!(h.acquire(pid, &c), Response::Acquired { .. }));
+}
