@@ -2,7 +2,9 @@
 //! the pure Disk Paxos machine, with this host's incarnation and liveness
 //! view taken from the lockspace's renewal thread.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{LazyLock, Mutex};
 
 use nosplit_lease::format::{LockspaceHeader, Name};
 use nosplit_lease::paxos::{LeaseError, LeaseMode, OpKind, OpResult, ResourceOp, ResourceSpec};
@@ -10,7 +12,7 @@ use nosplit_lease::view::HostView;
 use nosplit_lease::{OwnerId, Timing};
 use nosplit_lease_runtime::exec::{run_op, AreaRef};
 use nosplit_storage::file::{FileStorage, OpenOpts};
-use nosplit_storage::SectorSize;
+use nosplit_storage::{SectorSize, Storage};
 
 use crate::api::{LeaseRef, Response};
 
@@ -31,7 +33,24 @@ pub struct LsContext {
     pub view: HostView,
 }
 
+/// Open handles, per (path, sector size), reused across operations: an
+/// `O_DIRECT` open and its worker threads cost more than the lease I/O
+/// itself. A handle is taken out for one operation and put back after.
+static POOL: LazyLock<Mutex<HashMap<(String, usize), Vec<FileStorage>>>> =
+    LazyLock::new(Default::default);
+/// Handles kept per file.
+const POOL_MAX: usize = 4;
+
 fn open(path: &str, sector: SectorSize) -> Result<FileStorage, Response> {
+    let key = (path.to_string(), sector.bytes());
+    if let Some(h) = POOL
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_mut(&key)
+        .and_then(Vec::pop)
+    {
+        return Ok(h);
+    }
     FileStorage::open(
         Path::new(path),
         OpenOpts {
@@ -40,6 +59,15 @@ fn open(path: &str, sector: SectorSize) -> Result<FileStorage, Response> {
         },
     )
     .map_err(|e| Response::error("io", e.to_string()))
+}
+
+fn give_back(path: &str, h: FileStorage) {
+    let key = (path.to_string(), h.sector_size().bytes());
+    let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
+    let v = pool.entry(key).or_default();
+    if v.len() < POOL_MAX {
+        v.push(h);
+    }
 }
 
 /// Maps a lease error to a response.
@@ -88,7 +116,10 @@ pub fn run(ctx: &mut LsContext, lease: &LeaseRef, kind: OpKind) -> Result<OpResu
         storage: &mut res,
         base: lease.offset,
     };
-    run_op(&mut op, &mut lsa, &mut resa, &mut ctx.view).map_err(|e| lease_error(&e))
+    let r = run_op(&mut op, &mut lsa, &mut resa, &mut ctx.view).map_err(|e| lease_error(&e));
+    give_back(&ctx.path, ls);
+    give_back(&lease.path, res);
+    r
 }
 
 /// Acquire kind.
