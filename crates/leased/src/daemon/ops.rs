@@ -33,11 +33,13 @@ pub struct LsContext {
     pub view: HostView,
 }
 
+/// Idle handles by (path, sector size).
+type Pool = HashMap<(String, usize), Vec<FileStorage>>;
+
 /// Open handles, per (path, sector size), reused across operations: an
 /// `O_DIRECT` open and its worker threads cost more than the lease I/O
 /// itself. A handle is taken out for one operation and put back after.
-static POOL: LazyLock<Mutex<HashMap<(String, usize), Vec<FileStorage>>>> =
-    LazyLock::new(Default::default);
+static POOL: LazyLock<Mutex<Pool>> = LazyLock::new(Default::default);
 /// Handles kept per file.
 const POOL_MAX: usize = 4;
 
