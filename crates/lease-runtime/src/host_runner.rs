@@ -32,8 +32,6 @@ pub struct RunnerState {
     pub failure: Option<String>,
     /// The liveness view.
     pub view: HostView,
-    /// Recent events with the time they happened (bounded).
-    pub events: Vec<(MonoTime, HostEvent)>,
     /// Successful renewals.
     pub renewals: u64,
     /// Bytes requested by reads and writes so far.
@@ -50,7 +48,6 @@ pub struct RunnerState {
     pub renewal_latency: std::collections::VecDeque<(MonoTime, Duration)>,
 }
 
-const MAX_EVENTS: usize = 1000;
 const MAX_LATENCIES: usize = 32;
 /// Longest sleep between checks of the stop flag.
 const POLL: Duration = Duration::from_millis(50);
@@ -226,9 +223,6 @@ fn run(
                         storage.submit(to_request(&cmd, base));
                     }
                     Output::Event(e) => {
-                        if let Some(tx) = events {
-                            let _ = tx.send((now, e.clone()));
-                        }
                         match &e {
                             HostEvent::RenewalOk { latency } => {
                                 s.renewals += 1;
@@ -241,10 +235,9 @@ fn run(
                             HostEvent::Lost(r) => s.failure = Some(format!("lease lost: {r}")),
                             _ => {}
                         }
-                        if s.events.len() >= MAX_EVENTS {
-                            s.events.remove(0);
+                        if let Some(tx) = events {
+                            let _ = tx.send((now, e));
                         }
-                        s.events.push((now, e));
                     }
                 }
             }
