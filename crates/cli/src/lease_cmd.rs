@@ -34,8 +34,7 @@ pub enum LeaseCmd {
     /// Release a resource lease.
     Release(OpArgs),
     /// Lease index operations.
-    #[command(subcommand)]
-    Index(IndexCmd),
+    Index(IndexArgs),
     /// Benchmark acquire/release, renewals and join on files in --dir.
     Bench(BenchArgs),
     /// Talk to a running leased: register, acquire, release, inquire, lockspaces, events.
@@ -230,6 +229,16 @@ pub struct OpArgs {
     /// Sector size of the storage.
     #[arg(long, value_enum, default_value = "512")]
     sector_size: Sector,
+}
+
+/// `lease index`: options shared by every index operation.
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// Sector size of the storage.
+    #[arg(long, value_enum, default_value = "512", global = true)]
+    sector_size: Sector,
+    #[command(subcommand)]
+    cmd: IndexCmd,
 }
 
 /// Index operations.
@@ -618,10 +627,10 @@ fn op(a: OpArgs, acquire: bool) -> Result<()> {
     Ok(())
 }
 
-fn index_cmd(c: IndexCmd) -> Result<()> {
-    let open =
-        |t: &Target| open_at(t, Sector::B512, None).or_else(|_| open_at(t, Sector::B4096, None));
-    match c {
+fn index_cmd(a: IndexArgs) -> Result<()> {
+    let sector = a.sector_size;
+    let open = |t: &Target| open_at(t, sector, None);
+    match a.cmd {
         IndexCmd::Add { target, name } => {
             let mut s = open(&target)?;
             let (slot, off) = index::add(&mut *s, target.offset, &name)?;

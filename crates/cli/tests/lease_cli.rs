@@ -328,6 +328,44 @@ fn index_add_lookup_remove_rebuild() {
     assert!(ok(&["lease", "index", "rebuild", &idx]).contains("1 leases"));
     ok(&["lease", "index", "lookup", &idx, "vm-b"]);
     ok(&["lease", "index", "add", &idx, "vm-c"]);
+    // 4096-byte sectors: every index command takes --sector-size.
+    let idx4 = p(d.path(), "xleases4k");
+    ok(&[
+        "lease",
+        "init",
+        "index",
+        &idx4,
+        "--lockspace",
+        "ls1",
+        "--slots",
+        "2",
+        "--max-hosts",
+        "8",
+        "--sector-size",
+        "4096",
+        "--create",
+    ]);
+    ok(&[
+        "lease",
+        "index",
+        "add",
+        &idx4,
+        "vm-a",
+        "--sector-size",
+        "4096",
+    ]);
+    ok(&[
+        "lease",
+        "index",
+        "lookup",
+        &idx4,
+        "vm-a",
+        "--sector-size",
+        "4096",
+    ]);
+    let (code, err) = fails(&["lease", "index", "lookup", &idx4, "vm-a"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("4096-byte sectors"), "{err}");
 }
 
 fn crc32(b: &[u8]) -> u32 {
