@@ -356,10 +356,20 @@ pub fn config_check(path: PathBuf, json: bool) -> Result<()> {
 }
 
 /// `nosplit watchdog-lab`: runs the lab watchdog supervisor until it fires.
-pub fn watchdog_lab(socket: PathBuf, pgid: u32, margin_ms: u64) -> Result<()> {
+pub fn watchdog_lab(
+    socket: PathBuf,
+    pgid: Option<u32>,
+    cgroup: Option<PathBuf>,
+    margin_ms: u64,
+) -> Result<()> {
     use nosplit_leased::watchdog::{run_lab_supervisor, KillTarget};
     let margin = std::time::Duration::from_millis(margin_ms);
-    let report = run_lab_supervisor(&socket, KillTarget::ProcessGroup(pgid), margin)?;
+    let target = match (pgid, cgroup) {
+        (_, Some(dir)) => KillTarget::Cgroup(dir),
+        (Some(pgid), None) => KillTarget::ProcessGroup(pgid),
+        (None, None) => anyhow::bail!("watchdog-lab: give --pgid or --cgroup"),
+    };
+    let report = run_lab_supervisor(&socket, target, margin)?;
     eprintln!("watchdog-lab: fired: {report:?}");
     Ok(())
 }

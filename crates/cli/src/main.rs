@@ -42,8 +42,11 @@ enum Cmd {
         #[arg(long)]
         socket: std::path::PathBuf,
         /// Process group to kill when it fires.
+        #[arg(long, required_unless_present = "cgroup", conflicts_with = "cgroup")]
+        pgid: Option<u32>,
+        /// Or: a cgroup v2 directory whose processes it kills (`cgroup.kill`), as the lab does.
         #[arg(long)]
-        pgid: u32,
+        cgroup: Option<std::path::PathBuf>,
         /// Slack after the armed expiry before firing, ms.
         #[arg(long, default_value_t = 1000)]
         margin_ms: u64,
@@ -150,8 +153,9 @@ fn main() -> ExitCode {
         Cmd::WatchdogLab {
             socket,
             pgid,
+            cgroup,
             margin_ms,
-        } => leased_cmd::watchdog_lab(socket, pgid, margin_ms),
+        } => leased_cmd::watchdog_lab(socket, pgid, cgroup, margin_ms),
         Cmd::Faultfs(a) => faultfs(a),
     };
     match r {

@@ -412,3 +412,62 @@ fn no_watchdog_succeeds_at_everything() {
     let boxed = watchdog::open(&WatchdogConfig::None).expect("none");
     assert!(boxed.describe().starts_with("none"));
 }
+
+/// The cgroup v2 mount: `/sys/fs/cgroup/unified` on hybrid systems, else `/sys/fs/cgroup`.
+fn cgroup2_root() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        if !post.starts_with("cgroup2 ") {
+            return None;
+        }
+        pre.split(' ').nth(4).map(PathBuf::from)
+    })
+}
+
+#[test]
+fn supervisor_kills_a_whole_cgroup_when_not_rearmed() {
+    let root = cgroup2_root().expect("a cgroup v2 mount");
+    let cg = root.join(format!("nosplit-wdtest-{}", std::process::id()));
+    std::fs::create_dir(&cg).expect("mkdir cgroup");
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
+            std::thread::sleep(Duration::from_millis(50));
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _rm = Rm(cg.clone());
+    // Two unrelated processes (different sessions) in one cgroup.
+    let mut kids: Vec<Child> = (0..2)
+        .map(|_| {
+            let c = Command::new("sleep")
+                .arg("30")
+                .process_group(0)
+                .spawn()
+                .expect("spawn");
+            std::fs::write(cg.join("cgroup.procs"), c.id().to_string()).expect("move");
+            c
+        })
+        .collect();
+    let mut lab = Lab::start(KillTarget::Cgroup(cg.clone()));
+    let mut wd = lab.client();
+    wd.arm(now() + Duration::from_millis(100)).expect("arm");
+    let report = lab.report();
+    assert!(report.reason.contains("not re-armed"), "{report:?}");
+    assert!(report.delivered);
+    for k in &mut kids {
+        let st = k.wait().expect("wait");
+        assert_eq!(st.signal(), Some(9), "{st:?}");
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = run_lab_supervisor(
+        &dir.path().join("x.sock"),
+        KillTarget::Cgroup(PathBuf::from("/nonexistent-cgroup")),
+        MARGIN,
+    )
+    .expect_err("not a cgroup");
+    assert!(e.to_string().contains("cgroup.kill"), "{e}");
+}

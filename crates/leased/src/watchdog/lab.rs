@@ -28,16 +28,20 @@ use nosplit_clock::{Clock, MonoTime, RealClock};
 use super::{Watchdog, WatchdogError};
 
 /// What the lab supervisor kills.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KillTarget {
     /// Every process of this process group (`kill(-pgid, SIGKILL)`).
     ProcessGroup(u32),
+    /// Every process of this cgroup v2 directory (`cgroup.kill`), which is
+    /// how the lab powers a host off; the supervisor itself may be inside.
+    Cgroup(PathBuf),
 }
 
 impl fmt::Display for KillTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KillTarget::ProcessGroup(pgid) => write!(f, "process group {pgid}"),
+            KillTarget::Cgroup(dir) => write!(f, "cgroup {}", dir.display()),
         }
     }
 }
@@ -120,8 +124,18 @@ impl LabMessage {
     }
 }
 
-fn kill(target: KillTarget) -> Result<bool, WatchdogError> {
-    let KillTarget::ProcessGroup(pgid) = target;
+fn kill(target: &KillTarget) -> Result<bool, WatchdogError> {
+    let pgid = match target {
+        KillTarget::ProcessGroup(pgid) => *pgid,
+        KillTarget::Cgroup(dir) => {
+            let file = dir.join("cgroup.kill");
+            return match std::fs::write(&file, "1") {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(WatchdogError::io("writing", &file, e)),
+            };
+        }
+    };
     let pid = i32::try_from(pgid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
@@ -130,7 +144,7 @@ fn kill(target: KillTarget) -> Result<bool, WatchdogError> {
         Ok(()) => Ok(true),
         Err(rustix::io::Errno::SRCH) => Ok(false),
         Err(e) => Err(WatchdogError::Kill {
-            target,
+            target: target.clone(),
             source: e.into(),
         }),
     }
@@ -149,11 +163,18 @@ pub fn run_lab_supervisor(
     target: KillTarget,
     margin: Duration,
 ) -> Result<FireReport, WatchdogError> {
-    let KillTarget::ProcessGroup(pgid) = target;
-    if pgid <= 1 || i32::try_from(pgid).is_err() {
-        return Err(WatchdogError::Invalid(format!(
-            "lab watchdog: refusing to kill {target}"
-        )));
+    match &target {
+        KillTarget::ProcessGroup(pgid) if *pgid <= 1 || i32::try_from(*pgid).is_err() => {
+            return Err(WatchdogError::Invalid(format!(
+                "lab watchdog: refusing to kill {target}"
+            )));
+        }
+        KillTarget::Cgroup(dir) if !dir.join("cgroup.kill").is_file() => {
+            return Err(WatchdogError::Invalid(format!(
+                "lab watchdog: {target} has no cgroup.kill (not a cgroup v2 directory?)"
+            )));
+        }
+        _ => {}
     }
     match std::fs::symlink_metadata(socket) {
         Ok(m) if m.file_type().is_socket() => std::fs::remove_file(socket)
@@ -236,12 +257,14 @@ pub fn run_lab_supervisor(
             }
         };
         if let Some(reason) = reason {
-            let delivered = kill(target)?;
+            // Logged first: with a cgroup target the supervisor is usually
+            // inside the host it kills.
+            eprintln!("lab-watchdog {name}: SIGKILL {target}: {reason}");
+            let delivered = kill(&target)?;
             let at = clock.now();
-            eprintln!(
-                "lab-watchdog {name}: SIGKILL {target}{}: {reason}",
-                if delivered { "" } else { " (already gone)" }
-            );
+            if !delivered {
+                eprintln!("lab-watchdog {name}: {target} was already gone");
+            }
             return Ok(FireReport {
                 reason,
                 at,
