@@ -1,0 +1,13 @@
+//! The one-machine lab (ARCHITECTURE section 7): a whole cluster on one
+//! machine. Hosts are network namespaces with three planes, each with its
+//! own FUSE view of the shared storage and its own daemons in its own
+//! cgroup (its power domain); VMs run under leases; faults are injected per
+//! host; the split-brain oracle watches every VM disk.
+//!
+//! Layers: [`failover`] is the pure recovery policy used until the engine
+//! drives the lab (`(state, event, now) -> commands`); the other modules do
+//! the I/O.
+
+pub mod failover;
+pub mod scenario;
+pub mod tomlcheck;
