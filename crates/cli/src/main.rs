@@ -2,6 +2,7 @@
 //! lease tools and the lab. This file parses arguments and maps errors to
 //! exit codes; the work is in the library crates.
 
+mod lab_cmd;
 mod lease_cmd;
 mod leased_cmd;
 mod table;
@@ -31,6 +32,11 @@ enum Cmd {
         #[arg(long)]
         config: std::path::PathBuf,
     },
+    /// The one-machine lab: scenarios, the demo, cleanup.
+    #[command(subcommand)]
+    Lab(lab_cmd::LabCmd),
+    /// A process "VM": writes heartbeat records to its disk (the lab's scale VMs).
+    VmProc(lab_cmd::VmProcArgs),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -83,12 +89,21 @@ enum ConfigCmd {
 }
 
 /// Exit codes: 1 other error, 2 usage (clap) or invalid configuration, 3 lease busy or not owned,
-/// 4 corrupted or mismatched on-disk data, 5 storage I/O error or timeout.
+/// 4 corrupted or mismatched on-disk data, 5 storage I/O error or timeout, 6 a lab scenario's
+/// expectation (split brain or not) was not met.
 fn exit_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<nosplit_leased::config::ConfigErrors>()
         .is_some()
     {
         return 2;
+    }
+    if e.downcast_ref::<nosplit_lab::scenario::ScenarioErrors>()
+        .is_some()
+    {
+        return 2;
+    }
+    if e.downcast_ref::<lab_cmd::ExpectationFailed>().is_some() {
+        return 6;
     }
     if let Some(r) = e.downcast_ref::<leased_cmd::DaemonRefused>() {
         return match r.kind.as_str() {
@@ -157,6 +172,8 @@ fn main() -> ExitCode {
             margin_ms,
         } => leased_cmd::watchdog_lab(socket, pgid, cgroup, margin_ms),
         Cmd::Faultfs(a) => faultfs(a),
+        Cmd::Lab(c) => lab_cmd::run(c),
+        Cmd::VmProc(a) => lab_cmd::vm_proc(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

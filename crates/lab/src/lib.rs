@@ -8,6 +8,17 @@
 //! drives the lab (`(state, event, now) -> commands`); the other modules do
 //! the I/O.
 
+pub mod domain;
+mod error;
 pub mod failover;
+pub mod host;
+mod lab;
+pub mod launch;
+pub mod layout;
+pub mod netprobe;
 pub mod scenario;
+pub mod storewatch;
 pub mod tomlcheck;
+
+pub use error::LabError;
+pub use lab::{down, HostRt, Instance, Lab, LabSpec};

@@ -136,6 +136,14 @@ pub enum Event {
         /// Host.
         host: u32,
     },
+    /// A reachable host reports the VM running there (reconciles a VM
+    /// presumed lost on a host that was only cut off).
+    Reported {
+        /// VM id.
+        vm: String,
+        /// Host.
+        host: u32,
+    },
     /// The operator stopped it: do not restart.
     StoppedOnPurpose {
         /// VM id.
@@ -256,6 +264,14 @@ impl Failover {
                                 reason: format!("exited on host {host} (not HA)"),
                             }
                         };
+                    }
+                }
+            }
+            Event::Reported { vm, host } => {
+                if let Some(t) = self.vms.get_mut(&vm) {
+                    if matches!(t.phase, Phase::Waiting { .. } | Phase::Down { .. }) {
+                        t.phase = Phase::Running { host };
+                        t.failures = 0;
                     }
                 }
             }

@@ -239,3 +239,51 @@ fn failing_and_dead_hosts_get_no_new_vms() {
     let cmds = f.tick(t(1));
     assert_eq!(cmds, vec![start("a", 3), start("b", 3), start("c", 3)]);
 }
+
+#[test]
+fn a_vm_presumed_lost_is_found_running_when_its_host_reports_again() {
+    let mut f = Failover::new(Policy::default());
+    live(&mut f, &[1, 2], t(0));
+    add(&mut f, "a", Some(1));
+    f.tick(t(0));
+    f.on_event(
+        Event::Started {
+            vm: "a".into(),
+            host: 1,
+        },
+        t(1),
+    );
+    // Cut off: presumed lost, restart refused (busy) while it still runs.
+    f.on_event(
+        Event::Host {
+            host: 1,
+            liveness: Liveness::Dead,
+        },
+        t(2),
+    );
+    assert_eq!(f.tick(t(2)), vec![start("a", 2)]);
+    f.on_event(
+        Event::StartFailed {
+            vm: "a".into(),
+            host: 2,
+            busy: true,
+        },
+        t(3),
+    );
+    f.on_event(
+        Event::Host {
+            host: 1,
+            liveness: Liveness::Live,
+        },
+        t(4),
+    );
+    f.on_event(
+        Event::Reported {
+            vm: "a".into(),
+            host: 1,
+        },
+        t(4),
+    );
+    assert_eq!(f.vms()["a"].phase, Phase::Running { host: 1 });
+    assert!(f.tick(t(10_000)).is_empty());
+}

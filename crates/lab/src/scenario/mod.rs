@@ -34,10 +34,14 @@
 //! ```
 
 pub mod parse;
+pub mod report;
+pub mod run;
 
 use std::time::Duration;
 
 pub use parse::{parse, parse_file, ScenarioErrors};
+pub use report::RunReport;
+pub use run::{run, RunOpts};
 
 /// How a VM runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
