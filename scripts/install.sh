@@ -2,7 +2,7 @@
 # Installs what nosplit's build, tests and benchmarks need on Debian 12.
 # Idempotent; safe to run twice.
 #
-#   scripts/install.sh            # toolchain pieces for build and tests
+#   scripts/install.sh            # toolchain pieces and lab packages for build and tests
 #   scripts/install.sh --bench    # also sanlock + python3-sanlock (side-by-side benchmarks)
 set -euo pipefail
 
@@ -47,6 +47,25 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     log "cargo install cargo-nextest"
     cargo install cargo-nextest --locked
 fi
+# The lab (tests and demo): QEMU guests under TCG built from Debian's cloud
+# kernel and busybox, FUSE for per-host storage faults, namespaces and
+# nftables for the network planes.
+if ! dpkg-query -W -f='${Status}' qemu-system-x86 2>/dev/null | grep -q "install ok installed"; then
+    # A newer qemu-utils (backports) blocks Debian 12's qemu-system-x86:
+    # install both from bookworm in one command (LAB.md).
+    log "apt-get install qemu-system-x86 qemu-utils/bookworm"
+    for try in 1 2 3 4 5 6; do
+        if DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+            --allow-downgrades qemu-system-x86 qemu-utils/bookworm; then
+            break
+        fi
+        [ "$try" = 6 ] && { log "could not install qemu-system-x86"; exit 1; }
+        DEBIAN_FRONTEND=noninteractive apt-get update -y >/dev/null 2>&1 || true
+        sleep $((try * 5))
+    done
+fi
+apt_install busybox-static cpio linux-image-cloud-amd64 fuse3 iproute2 nftables \
+    iputils-ping socat procps
 if [ "$bench" = 1 ]; then
     apt_install sanlock python3-sanlock
 fi

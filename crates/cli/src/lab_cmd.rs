@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use nosplit_lab::control;
 use nosplit_lab::scenario::{self, RunOpts};
 
 /// The demo scenario (also in `scenarios/demo.toml`).
@@ -27,6 +28,70 @@ pub enum LabCmd {
         #[command(flatten)]
         common: Common,
     },
+    /// Bring a lab up and leave it running: hosts with their daemons, and VMs
+    /// (placed round robin) under leases. Use status, fault, power, exec, down.
+    Up {
+        #[command(flatten)]
+        at: At,
+        /// Hosts.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
+        hosts: u32,
+        /// Lockspace io_timeout, ms.
+        #[arg(long, default_value_t = 1000)]
+        io_timeout_ms: u32,
+        /// QEMU guests to start (g1, g2, ...).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=6))]
+        qemu: u32,
+        /// Process VMs to start (p1, p2, ...).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=500))]
+        procs: u32,
+        /// Address prefix of the planes (a private `a.b`).
+        #[arg(long, default_value = "10.77")]
+        prefix: nosplit_labnet::Prefix,
+    },
+    /// Each host: power, planes, storage faults, lease state and processes.
+    Status {
+        #[command(flatten)]
+        at: At,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command on a host (in its network namespace and cgroup).
+    Exec {
+        #[command(flatten)]
+        at: At,
+        /// Host number.
+        host: u32,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+    /// Inject or clear a fault on a host: `storage MODE` (ok, eio, eio-read,
+    /// eio-write, hang, delay:<ms>) or `net PLANE FAULT` (PLANE mgmt, svc, stor,
+    /// all; FAULT down, drop, drop-in, drop-out, ok).
+    Fault {
+        #[command(flatten)]
+        at: At,
+        /// Host number.
+        host: u32,
+        /// `storage` or `net`.
+        what: String,
+        /// Mode (storage) or plane (net).
+        arg1: String,
+        /// Fault (net).
+        arg2: Option<String>,
+    },
+    /// Power a host off (every process at once) or on (daemons start and rejoin).
+    Power {
+        #[command(flatten)]
+        at: At,
+        /// Host number.
+        host: u32,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
     /// Check a scenario file and print it as JSON.
     Check {
         /// The scenario.
@@ -44,6 +109,17 @@ pub enum LabCmd {
     },
 }
 
+/// Which lab.
+#[derive(Debug, clap::Args)]
+pub struct At {
+    /// Lab name.
+    #[arg(long, default_value = "nsl")]
+    lab: String,
+    /// Lab root directory (default /run/nosplit-lab/<lab>).
+    #[arg(long)]
+    root: Option<PathBuf>,
+}
+
 /// Options shared by `run` and `demo`.
 #[derive(Debug, clap::Args)]
 pub struct Common {
@@ -56,6 +132,10 @@ pub struct Common {
     /// Where to write report.json and summary.txt.
     #[arg(long, default_value = "lab-report")]
     out: PathBuf,
+    /// Address prefix of the lab's planes (`a.b`, a private range): 10.77 gives
+    /// 10.77.1.0/24 (management), 10.77.2.0/24 (service), 10.77.3.0/24 (storage).
+    #[arg(long, default_value = "10.77")]
+    prefix: nosplit_labnet::Prefix,
     /// Heartbeat interval of the VMs, ms.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(50..=5000))]
     interval_ms: u32,
@@ -79,6 +159,108 @@ pub fn run(cmd: LabCmd) -> Result<()> {
             let sc = scenario::parse(DEMO, "built-in demo")?;
             run_scenario(&sc, &common)
         }
+        LabCmd::Up {
+            at,
+            hosts,
+            io_timeout_ms,
+            qemu,
+            procs,
+            prefix,
+        } => {
+            let mut vms: Vec<(String, scenario::VmKind)> = (1..=qemu)
+                .map(|i| (format!("g{i}"), scenario::VmKind::Qemu))
+                .collect();
+            vms.extend((1..=procs).map(|i| (format!("p{i}"), scenario::VmKind::Process)));
+            let spec = nosplit_lab::LabSpec {
+                name: at.lab.clone(),
+                hosts,
+                io_timeout_ms,
+                root: at.root,
+                bin: std::env::current_exe().context("finding the nosplit binary")?,
+                protection: true,
+                vms,
+                interval_ms: 200,
+                prefix,
+            };
+            let f = control::up(spec, &mut |l| println!("{l}"))?;
+            println!(
+                "lab {} is up: {} hosts, {} VMs, root {} (nosplit lab status --lab {})",
+                f.name,
+                f.hosts,
+                f.vms.len(),
+                f.root.display(),
+                f.name
+            );
+            Ok(())
+        }
+        LabCmd::Status { at, json } => {
+            let f = control::LabFile::load(&at.lab, at.root)?;
+            let st = control::status(&f)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+                return Ok(());
+            }
+            println!("lab {} ({} hosts, io_timeout {} ms, prefix {})", f.name, f.hosts, f.io_timeout_ms, f.prefix);
+            for h in st {
+                println!(
+                    "h{}: {}  mount {}  storage {}  lease {}",
+                    h.host,
+                    if h.on { "ON " } else { "OFF" },
+                    if h.mounted { "yes" } else { "no" },
+                    h.storage,
+                    h.lease
+                );
+                let planes: Vec<String> = h
+                    .planes
+                    .iter()
+                    .map(|(p, up, drop)| format!("{p} {}{}", if *up { "up" } else { "DOWN" }, if drop == "none" { String::new() } else { format!(" drop {drop}") }))
+                    .collect();
+                println!("    planes: {}", planes.join(", "));
+                for (pid, cmd) in h.processes {
+                    println!("    {pid:>7} {cmd}");
+                }
+            }
+            Ok(())
+        }
+        LabCmd::Exec { at, host, argv } => {
+            let f = control::LabFile::load(&at.lab, at.root)?;
+            f.host(host)?;
+            let lab = nosplit_labnet::LabName::new(&f.name)?;
+            let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+            let o = nosplit_labnet::run_in_host(&lab, host, &args)?;
+            use std::io::Write as _;
+            std::io::stdout().write_all(&o.stdout)?;
+            std::io::stderr().write_all(&o.stderr)?;
+            if !o.status.success() {
+                anyhow::bail!("{argv:?} on h{host}: {}", o.status);
+            }
+            Ok(())
+        }
+        LabCmd::Fault { at, host, what, arg1, arg2 } => {
+            let f = control::LabFile::load(&at.lab, at.root)?;
+            let h = f.host(host)?;
+            let step = fault_step(&what, &arg1, arg2.as_deref())?;
+            match step {
+                scenario::Action::Storage { mode } => println!("{}", h.storage_fault(&mode)?),
+                scenario::Action::Net { plane, fault } => {
+                    nosplit_lab::net_fault(&h.lab, host, plane, fault)?;
+                    println!("h{host}: net {plane:?} {fault:?}");
+                }
+                other => anyhow::bail!("not a fault: {other:?}"),
+            }
+            Ok(())
+        }
+        LabCmd::Power { at, host, state } => {
+            let f = control::LabFile::load(&at.lab, at.root)?;
+            if state == "off" {
+                let left = control::power_off(&f, host)?;
+                println!("h{host}: powered off{}", if left.is_empty() { String::new() } else { format!(" ({} processes still exiting: {left:?})", left.len()) });
+            } else {
+                control::power_on(&f, host)?;
+                println!("h{host}: powered on and joined");
+            }
+            Ok(())
+        }
         LabCmd::Check { file } => {
             let sc = scenario::parse_file(&file)?;
             println!("{}", serde_json::to_string_pretty(&sc)?);
@@ -97,6 +279,7 @@ fn run_scenario(sc: &scenario::Scenario, c: &Common) -> Result<()> {
         lab: c.lab.clone(),
         root: c.root.clone(),
         interval_ms: c.interval_ms,
+        prefix: c.prefix,
     };
     let start = std::time::Instant::now();
     let report = scenario::run(sc, &opts, &mut |line| {
@@ -148,4 +331,22 @@ pub fn vm_proc(a: VmProcArgs) -> Result<()> {
     let stats = run(&cfg, &STOP)?;
     eprintln!("vm-proc: stopped: {stats:?}");
     Ok(())
+}
+
+/// A `lab fault` request, checked by the scenario parser (one syntax for both).
+fn fault_step(what: &str, a1: &str, a2: Option<&str>) -> Result<scenario::Action> {
+    let text = match (what, a2) {
+        ("storage", None) => format!("action = \"storage\"\nmode = {a1:?}"),
+        ("net", Some(f)) => format!("action = \"net\"\nplane = {a1:?}\nfault = {f:?}"),
+        ("storage", Some(_)) => anyhow::bail!("usage: lab fault HOST storage MODE"),
+        ("net", None) => anyhow::bail!("usage: lab fault HOST net PLANE FAULT"),
+        _ => anyhow::bail!("unknown fault {what:?}: storage or net"),
+    };
+    let doc = format!("name = \"cli\"\nduration_s = 1\n[[vm]]\nname = \"x\"\nkind = \"process\"\n[[step]]\nat_s = 0\nhost = 1\n{text}\n");
+    let sc = scenario::parse(&doc, "lab fault")?;
+    sc.steps
+        .into_iter()
+        .next()
+        .map(|s| s.action)
+        .ok_or_else(|| anyhow::anyhow!("no fault"))
 }

@@ -41,6 +41,9 @@ pub struct LabSpec {
     pub vms: Vec<(String, Kind)>,
     /// Heartbeat interval.
     pub interval_ms: u32,
+    /// Address prefix of the planes (`a.b`: 10.77 gives 10.77.{1,2,3}.0/24);
+    /// labs that run at the same time need different prefixes.
+    pub prefix: nosplit_labnet::Prefix,
 }
 
 /// One host at run time.
@@ -122,10 +125,44 @@ pub fn down(name: &str, root: Option<PathBuf>) -> Result<String, LabError> {
         std::fs::remove_dir_all(layout.root())
             .map_err(|e| LabError::io("removing", layout.root(), e))?;
     }
+    let left = if report.stragglers.is_empty() && report.cgroups_left.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; STILL THERE (run down again): processes {:?}, cgroups {:?}",
+            report.stragglers, report.cgroups_left
+        )
+    };
     Ok(format!(
-        "lab {name}: {report:?}; {mounts} mount(s) removed; files {}",
+        "lab {name} down: {} process(es) killed, {} link(s), {} namespace(s), {} cgroup(s), {mounts} mount(s) removed; files {}{left}",
+        report.killed.len(),
+        report.links.len(),
+        report.namespaces.len(),
+        report.cgroups.len(),
         if had_files { "removed" } else { "already gone" }
     ))
+}
+
+/// Sets a network fault on host `n` of lab `lab`, on one plane or all.
+pub fn net_fault(lab: &LabName, n: u32, plane: PlaneSel, fault: NetFault) -> Result<(), LabError> {
+    let planes: &[Plane] = match plane {
+        PlaneSel::Mgmt => &[Plane::Management],
+        PlaneSel::Svc => &[Plane::Service],
+        PlaneSel::Stor => &[Plane::Storage],
+        PlaneSel::All => &[Plane::Management, Plane::Service, Plane::Storage],
+    };
+    for &p in planes {
+        let (up, drop) = match fault {
+            NetFault::Down => (false, DropMode::None),
+            NetFault::Drop => (true, DropMode::Both),
+            NetFault::DropIn => (true, DropMode::In),
+            NetFault::DropOut => (true, DropMode::Out),
+            NetFault::Ok => (true, DropMode::None),
+        };
+        nosplit_labnet::set_link(lab, n, p, up)?;
+        nosplit_labnet::set_drop(lab, n, p, drop)?;
+    }
+    Ok(())
 }
 
 impl Lab {
@@ -141,7 +178,7 @@ impl Lab {
         );
         down(&spec.name, Some(layout.root().to_path_buf()))?;
         progress(&format!("network: {} hosts, 3 planes each", spec.hosts));
-        let plan = NetPlan::new(name.clone(), spec.hosts)?;
+        let plan = NetPlan::new(name.clone(), spec.hosts)?.with_prefix(spec.prefix);
         nosplit_labnet::up(&plan)?;
         let vms: Vec<String> = spec.vms.iter().map(|(v, _)| v.clone()).collect();
         progress(&format!(
@@ -264,6 +301,29 @@ impl Lab {
         Ok(())
     }
 
+    /// Notices hosts whose lab watchdog fired (the watchdog kills the whole
+    /// host, itself included): they are off now, as after a reset that
+    /// does not come back; their dead mount is taken away.
+    pub fn check_resets(&mut self) {
+        let mut reset = Vec::new();
+        for (n, h) in &mut self.hosts {
+            let fired = h
+                .daemons
+                .as_mut()
+                .and_then(|d| d.watchdog.as_mut())
+                .is_some_and(|w| matches!(w.try_wait(), Ok(Some(_))));
+            if fired {
+                reset.push(*n);
+            }
+        }
+        for n in reset {
+            let tail = std::fs::read_to_string(self.layout.log(n, "watchdog")).unwrap_or_default();
+            let why = tail.lines().rev().find(|l| l.contains("SIGKILL")).unwrap_or("").to_string();
+            let _ = self.power_off(n);
+            self.log(format!("h{n}: reset by its watchdog: {why}"));
+        }
+    }
+
     /// Starts host `n`'s daemons again (it rejoins in the background).
     pub fn power_on(&mut self, n: u32) -> Result<(), LabError> {
         let h = self
@@ -295,23 +355,7 @@ impl Lab {
     /// Sets a network fault on host `n`.
     pub fn net(&mut self, n: u32, plane: PlaneSel, fault: NetFault) -> Result<(), LabError> {
         self.host(n)?;
-        let planes: &[Plane] = match plane {
-            PlaneSel::Mgmt => &[Plane::Management],
-            PlaneSel::Svc => &[Plane::Service],
-            PlaneSel::Stor => &[Plane::Storage],
-            PlaneSel::All => &[Plane::Management, Plane::Service, Plane::Storage],
-        };
-        for &p in planes {
-            let (up, drop) = match fault {
-                NetFault::Down => (false, DropMode::None),
-                NetFault::Drop => (true, DropMode::Both),
-                NetFault::DropIn => (true, DropMode::In),
-                NetFault::DropOut => (true, DropMode::Out),
-                NetFault::Ok => (true, DropMode::None),
-            };
-            nosplit_labnet::set_link(&self.name, n, p, up)?;
-            nosplit_labnet::set_drop(&self.name, n, p, drop)?;
-        }
+        net_fault(&self.name, n, plane, fault)?;
         self.log(format!("h{n}: net {plane:?} {fault:?}"));
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! drives the lab (`(state, event, now) -> commands`); the other modules do
 //! the I/O.
 
+pub mod control;
 pub mod domain;
 mod error;
 pub mod failover;
@@ -21,4 +22,4 @@ pub mod storewatch;
 pub mod tomlcheck;
 
 pub use error::LabError;
-pub use lab::{down, HostRt, Instance, Lab, LabSpec};
+pub use lab::{down, net_fault, HostRt, Instance, Lab, LabSpec};

@@ -31,6 +31,8 @@ pub struct RunOpts {
     pub root: Option<PathBuf>,
     /// Heartbeat interval.
     pub interval_ms: u32,
+    /// Address prefix of the lab's planes.
+    pub prefix: nosplit_labnet::Prefix,
 }
 
 /// The runner's view of one host, as fed to the policy.
@@ -58,6 +60,7 @@ pub fn run(
         protection: sc.protection,
         vms: sc.vms.iter().map(|v| (v.name.clone(), v.kind)).collect(),
         interval_ms: opts.interval_ms,
+        prefix: opts.prefix,
     };
     say(&format!(
         "scenario {:?}: {} hosts, {} VMs, protection {}",
@@ -90,11 +93,18 @@ fn drive(
     let clock = RealClock;
     let mut policy = Failover::new(Policy::default());
     let mut seen: BTreeMap<u32, Liveness> = BTreeMap::new();
-    let feed_hosts = |lab: &Lab, policy: &mut Failover, seen: &mut BTreeMap<u32, Liveness>| {
+    let feed_hosts = |lab: &mut Lab, policy: &mut Failover, seen: &mut BTreeMap<u32, Liveness>| {
+        lab.check_resets();
         let now = clock.now();
         for n in 1..=sc.hosts {
             let l = host_state(lab, n, sc.net_timeout);
             if seen.insert(n, l) != Some(l) {
+                let why = format!(
+                    "h{n}: judged {l:?} (storage {:?}, management plane {})",
+                    lab.liveness(n),
+                    if lab.net_lost(n, sc.net_timeout) { "silent" } else { "answers" }
+                );
+                lab.log(why);
                 policy.on_event(
                     Event::Host {
                         host: n,
@@ -177,7 +187,8 @@ fn step_policy(lab: &mut Lab, policy: &mut Failover, sc: &Scenario, say: &mut dy
     for (vm, host, _) in lab.exits() {
         policy.on_event(Event::Exited { vm, host }, clock.now());
     }
-    // What reachable hosts report running.
+    // What hosts that are up (renewing on storage and reachable) report
+    // running. A host judged dead is not believed: storage is the truth.
     let alive: Vec<(String, u32)> = lab
         .instances
         .iter()
@@ -185,7 +196,7 @@ fn step_policy(lab: &mut Lab, policy: &mut Failover, sc: &Scenario, say: &mut dy
         .map(|(vm, i)| (vm.clone(), i.host))
         .collect();
     for (vm, host) in alive {
-        if lab.is_on(host) && !lab.net_lost(host, sc.net_timeout) {
+        if lab.is_on(host) && host_state(lab, host, sc.net_timeout) == Liveness::Live {
             let lost = matches!(
                 policy.vms().get(&vm).map(|t| &t.phase),
                 Some(Phase::Waiting { .. })
@@ -246,6 +257,8 @@ fn apply(lab: &mut Lab, s: &Step) -> Result<(), LabError> {
     for n in hosts {
         match &s.action {
             Action::PowerOff => lab.power_off(n)?,
+            // "all": the hosts that are off (reset by their watchdog, say).
+            Action::PowerOn if s.hosts == Hosts::All && lab.is_on(n) => {}
             Action::PowerOn => lab.power_on(n)?,
             Action::Storage { mode } => lab.storage(n, mode)?,
             Action::Net { plane, fault } => lab.net(n, *plane, *fault)?,
