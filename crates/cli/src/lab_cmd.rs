@@ -200,7 +200,10 @@ pub fn run(cmd: LabCmd) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&st)?);
                 return Ok(());
             }
-            println!("lab {} ({} hosts, io_timeout {} ms, prefix {})", f.name, f.hosts, f.io_timeout_ms, f.prefix);
+            println!(
+                "lab {} ({} hosts, io_timeout {} ms, prefix {})",
+                f.name, f.hosts, f.io_timeout_ms, f.prefix
+            );
             for h in st {
                 println!(
                     "h{}: {}  mount {}  storage {}  lease {}",
@@ -213,7 +216,17 @@ pub fn run(cmd: LabCmd) -> Result<()> {
                 let planes: Vec<String> = h
                     .planes
                     .iter()
-                    .map(|(p, up, drop)| format!("{p} {}{}", if *up { "up" } else { "DOWN" }, if drop == "none" { String::new() } else { format!(" drop {drop}") }))
+                    .map(|(p, up, drop)| {
+                        format!(
+                            "{p} {}{}",
+                            if *up { "up" } else { "DOWN" },
+                            if drop == "none" {
+                                String::new()
+                            } else {
+                                format!(" drop {drop}")
+                            }
+                        )
+                    })
                     .collect();
                 println!("    planes: {}", planes.join(", "));
                 for (pid, cmd) in h.processes {
@@ -236,7 +249,13 @@ pub fn run(cmd: LabCmd) -> Result<()> {
             }
             Ok(())
         }
-        LabCmd::Fault { at, host, what, arg1, arg2 } => {
+        LabCmd::Fault {
+            at,
+            host,
+            what,
+            arg1,
+            arg2,
+        } => {
             let f = control::LabFile::load(&at.lab, at.root)?;
             let h = f.host(host)?;
             let step = fault_step(&what, &arg1, arg2.as_deref())?;
@@ -254,7 +273,14 @@ pub fn run(cmd: LabCmd) -> Result<()> {
             let f = control::LabFile::load(&at.lab, at.root)?;
             if state == "off" {
                 let left = control::power_off(&f, host)?;
-                println!("h{host}: powered off{}", if left.is_empty() { String::new() } else { format!(" ({} processes still exiting: {left:?})", left.len()) });
+                println!(
+                    "h{host}: powered off{}",
+                    if left.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({} processes still exiting: {left:?})", left.len())
+                    }
+                );
             } else {
                 control::power_on(&f, host)?;
                 println!("h{host}: powered on and joined");

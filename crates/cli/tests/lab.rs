@@ -29,7 +29,9 @@ struct Down(&'static str);
 
 impl Drop for Down {
     fn drop(&mut self) {
-        let _ = Command::new(BIN).args(["lab", "down", "--lab", self.0]).output();
+        let _ = Command::new(BIN)
+            .args(["lab", "down", "--lab", self.0])
+            .output();
     }
 }
 
@@ -118,7 +120,11 @@ fn storage_hang_control_without_leases_fires_the_oracle() {
     assert_eq!(code, 0, "expectation (split brain) met:\n{log}");
     assert!(split_brains(&r) >= 1, "{log}");
     let v = r["oracle"]["violations"].as_array().unwrap();
-    assert!(v.iter().any(|v| v["older_inst"].as_str().unwrap().ends_with(".h1")), "{log}");
+    assert!(
+        v.iter()
+            .any(|v| v["older_inst"].as_str().unwrap().ends_with(".h1")),
+        "{log}"
+    );
 }
 
 #[test]
@@ -156,7 +162,12 @@ fn an_unmet_expectation_fails_the_run_with_exit_6() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(6), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("expectation not met"));
 }
 
@@ -165,12 +176,18 @@ fn the_demo_brings_a_qemu_guest_back_on_another_host() {
     let _down = Down("tdemo");
     let out = tempfile::tempdir().unwrap();
     let o = Command::new(BIN)
-        .args(["lab", "demo", "--lab", "tdemo", "--prefix", "10.97", "--out"])
+        .args([
+            "lab", "demo", "--lab", "tdemo", "--prefix", "10.97", "--out",
+        ])
         .arg(out.path())
         .output()
         .unwrap();
     let log = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "{log}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{log}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let r: Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
             .unwrap();
@@ -199,23 +216,39 @@ fn down_cleans_up_after_a_crashed_runner_and_twice() {
         if line.unwrap().contains("every VM heartbeats") {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "lab never came up");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "lab never came up"
+        );
     }
     child.kill().unwrap();
     child.wait().unwrap();
     let root = Path::new("/run/nosplit-lab/tcr");
     let mnt = root.join("hosts/h1/mnt");
     assert!(mounted(&mnt), "the lab was up");
-    let o = Command::new(BIN).args(["lab", "down", "--lab", "tcr"]).output().unwrap();
+    let o = Command::new(BIN)
+        .args(["lab", "down", "--lab", "tcr"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!mounted(&mnt));
     assert!(!root.exists());
     assert!(!Path::new("/run/netns/tcr-h1").exists());
     let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&links.stdout).contains("tcr"));
-    let procs = Command::new("pgrep").args(["-f", "nosplit-lab/tcr"]).output().unwrap();
-    assert!(procs.stdout.is_empty(), "{}", String::from_utf8_lossy(&procs.stdout));
-    let again = Command::new(BIN).args(["lab", "down", "--lab", "tcr"]).output().unwrap();
+    let procs = Command::new("pgrep")
+        .args(["-f", "nosplit-lab/tcr"])
+        .output()
+        .unwrap();
+    assert!(
+        procs.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&procs.stdout)
+    );
+    let again = Command::new(BIN)
+        .args(["lab", "down", "--lab", "tcr"])
+        .output()
+        .unwrap();
     assert!(again.status.success());
 }
 
@@ -231,7 +264,11 @@ fn bad_scenarios_are_refused_with_every_problem_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bad.toml");
     std::fs::write(&f, "name = 3\nduration_s = -1\n[[vm]]\nkind = 'vmware'\n").unwrap();
-    let o = Command::new(BIN).args(["lab", "check"]).arg(&f).output().unwrap();
+    let o = Command::new(BIN)
+        .args(["lab", "check"])
+        .arg(&f)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     for want in ["name:", "duration_s:", "vm[0].name:", "vm[0].kind:"] {
@@ -252,5 +289,9 @@ fn bad_scenarios_are_refused_with_every_problem_and_exit_2() {
         .args(["lab", "demo", "--prefix", "8.8"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2), "a public prefix is refused by the parser");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a public prefix is refused by the parser"
+    );
 }

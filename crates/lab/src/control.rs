@@ -41,7 +41,11 @@ impl LabFile {
         let layout = Layout::new(root.unwrap_or_else(|| Layout::default_root(name)));
         let path = layout.state();
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            LabError::io(format!("reading the record of lab {name} (is it up?)"), &path, e)
+            LabError::io(
+                format!("reading the record of lab {name} (is it up?)"),
+                &path,
+                e,
+            )
         })?;
         serde_json::from_str(&text)
             .map_err(|e| LabError::Invalid(format!("{}: not a lab record: {e}", path.display())))
@@ -85,7 +89,11 @@ pub fn up(spec: LabSpec, say: &mut dyn FnMut(&str)) -> Result<LabFile, LabError>
                     VmKind::Qemu => "qemu",
                     VmKind::Process => "process",
                 };
-                (v.clone(), kind.to_string(), lab.leases.get(v).copied().unwrap_or(0))
+                (
+                    v.clone(),
+                    kind.to_string(),
+                    lab.leases.get(v).copied().unwrap_or(0),
+                )
             })
             .collect(),
     };
@@ -196,7 +204,9 @@ pub fn power_on(f: &LabFile, n: u32) -> Result<(), LabError> {
     let h = f.host(n)?;
     let lab = LabName::new(&f.name)?;
     if !nosplit_labnet::cgroup_procs(&lab, n)?.is_empty() {
-        return Err(LabError::Invalid(format!("host {n} is on (power it off first)")));
+        return Err(LabError::Invalid(format!(
+            "host {n} is on (power it off first)"
+        )));
     }
     let _daemons = h.power_on()?;
     h.wait_joined(Duration::from_secs(30))

@@ -318,7 +318,12 @@ impl Lab {
         }
         for n in reset {
             let tail = std::fs::read_to_string(self.layout.log(n, "watchdog")).unwrap_or_default();
-            let why = tail.lines().rev().find(|l| l.contains("SIGKILL")).unwrap_or("").to_string();
+            let why = tail
+                .lines()
+                .rev()
+                .find(|l| l.contains("SIGKILL"))
+                .unwrap_or("")
+                .to_string();
             let _ = self.power_off(n);
             self.log(format!("h{n}: reset by its watchdog: {why}"));
         }
@@ -360,8 +365,8 @@ impl Lab {
         Ok(())
     }
 
-    /// SIGKILLs host `n`'s `leased` (its holders keep running).
-    pub fn leased_kill(&mut self, n: u32) -> Result<(), LabError> {
+    /// A powered-on host's context and daemons.
+    fn daemons(&mut self, n: u32) -> Result<(&HostCtx, &mut Daemons), LabError> {
         let h = self
             .hosts
             .get_mut(&n)
@@ -370,6 +375,12 @@ impl Lab {
             .daemons
             .as_mut()
             .ok_or_else(|| LabError::Invalid(format!("host {n} is off")))?;
+        Ok((&h.ctx, d))
+    }
+
+    /// SIGKILLs host `n`'s `leased` (its holders keep running).
+    pub fn leased_kill(&mut self, n: u32) -> Result<(), LabError> {
+        let (_, d) = self.daemons(n)?;
         if let Some(mut c) = d.leased.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -380,18 +391,11 @@ impl Lab {
 
     /// Starts host `n`'s `leased` again.
     pub fn leased_start(&mut self, n: u32) -> Result<(), LabError> {
-        let h = self
-            .hosts
-            .get_mut(&n)
-            .ok_or_else(|| LabError::Invalid(format!("no host {n}")))?;
-        let d = h
-            .daemons
-            .as_mut()
-            .ok_or_else(|| LabError::Invalid(format!("host {n} is off")))?;
+        let (ctx, d) = self.daemons(n)?;
         if d.leased.is_some() {
             return Err(LabError::Invalid(format!("host {n}: leased is running")));
         }
-        d.leased = Some(h.ctx.start_leased()?);
+        d.leased = Some(ctx.start_leased()?);
         self.log(format!("h{n}: leased started"));
         Ok(())
     }

@@ -26,6 +26,9 @@ pub enum LaunchError {
     /// The lease is held by another (live) owner.
     #[error("lease busy: {0}")]
     Busy(String),
+    /// The host's leased is not ready (still joining the lockspace).
+    #[error("host not ready: {0}")]
+    NotReady(String),
     /// Anything else.
     #[error("{0}")]
     Failed(String),
@@ -112,6 +115,9 @@ pub fn launch(driver: &dyn VmDriver, req: &LaunchReq) -> Result<Box<dyn RunningV
             Ok(Response::Acquired { .. }) => {}
             Ok(Response::Error { kind, message }) if kind == "busy" || kind == "conflict" => {
                 return fail(prepared, LaunchError::Busy(message))
+            }
+            Ok(Response::Error { message, .. }) if message.contains("still joining") => {
+                return fail(prepared, LaunchError::NotReady(message))
             }
             other => {
                 return fail(

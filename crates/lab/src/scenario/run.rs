@@ -102,7 +102,11 @@ fn drive(
                 let why = format!(
                     "h{n}: judged {l:?} (storage {:?}, management plane {})",
                     lab.liveness(n),
-                    if lab.net_lost(n, sc.net_timeout) { "silent" } else { "answers" }
+                    if lab.net_lost(n, sc.net_timeout) {
+                        "silent"
+                    } else {
+                        "answers"
+                    }
                 );
                 lab.log(why);
                 policy.on_event(
@@ -115,7 +119,21 @@ fn drive(
             }
         }
     };
-    feed_hosts(lab, &mut policy, &mut seen);
+    // Place nothing before every host is seen renewing (first placements
+    // honour the scenario's hosts).
+    let since = Instant::now();
+    loop {
+        feed_hosts(lab, &mut policy, &mut seen);
+        if seen.values().all(|l| *l == Liveness::Live) && seen.len() == sc.hosts as usize {
+            break;
+        }
+        if since.elapsed() > Duration::from_secs(30) {
+            return Err(LabError::Invalid(format!(
+                "hosts not all live on storage after 30 s: {seen:?}"
+            )));
+        }
+        std::thread::sleep(TICK);
+    }
     for v in &sc.vms {
         policy.on_event(
             Event::Add {
@@ -214,7 +232,9 @@ fn step_policy(lab: &mut Lab, policy: &mut Failover, sc: &Scenario, say: &mut dy
                     policy.on_event(Event::Started { vm, host }, clock.now());
                 }
                 Err(e) => {
-                    let busy = matches!(e, LaunchError::Busy(_));
+                    // Both retry soon and without limit: the lease, or
+                    // the host's join, decides when.
+                    let busy = matches!(e, LaunchError::Busy(_) | LaunchError::NotReady(_));
                     if !busy {
                         say(&format!("        {vm} failed to start on h{host}: {e}"));
                         lab.log(format!("{vm}: start on h{host} failed: {e}"));

@@ -165,23 +165,7 @@ impl RunningVm for ProcessVm {
         self.proc
             .signal(Signal::CONT)
             .map_err(io_err("sending SIGCONT"))?;
-        let mut forced = false;
-        let mut l = self.proc.wait_dead(timeout);
-        if matches!(l, Liveness::Alive { .. }) {
-            forced = true;
-            l = self.proc.kill_and_reap(Duration::from_secs(10));
-        }
-        match l {
-            Liveness::Alive { .. } => Err(DriverError::Timeout("process survived SIGKILL".into())),
-            Liveness::Exited(st) => Ok(StopReport {
-                forced,
-                status: Some(st),
-            }),
-            Liveness::Gone => Ok(StopReport {
-                forced,
-                status: None,
-            }),
-        }
+        self.proc.finish_stop(timeout, "process")
     }
 
     fn kill(&mut self) -> Result<(), DriverError> {

@@ -110,6 +110,37 @@ pub enum Liveness {
     Gone,
 }
 
+impl Tracked {
+    /// The end of a graceful stop: waits up to `timeout` for the process to
+    /// go, SIGKILLs it if it did not, and reports how it ended. `who` names
+    /// it in the error when even SIGKILL does not end it.
+    pub fn finish_stop(
+        &mut self,
+        timeout: Duration,
+        who: &str,
+    ) -> Result<super::StopReport, super::DriverError> {
+        let mut forced = false;
+        let mut l = self.wait_dead(timeout);
+        if matches!(l, Liveness::Alive { .. }) {
+            forced = true;
+            l = self.kill_and_reap(Duration::from_secs(10));
+        }
+        match l {
+            Liveness::Alive { .. } => Err(super::DriverError::Timeout(format!(
+                "{who} survived SIGKILL"
+            ))),
+            Liveness::Exited(st) => Ok(super::StopReport {
+                forced,
+                status: Some(st),
+            }),
+            Liveness::Gone => Ok(super::StopReport {
+                forced,
+                status: None,
+            }),
+        }
+    }
+}
+
 /// A VM process we started (`child` set) or adopted (`child` empty).
 #[derive(Debug)]
 pub struct Tracked {

@@ -105,26 +105,8 @@ impl RunningVm for QemuVm {
             let _ = c.execute_timeout("quit", None, quit_timeout);
         }
         self.qmp = None;
-        let mut forced = false;
-        let mut l = self.proc.wait_dead(timeout);
-        if matches!(l, Liveness::Alive { .. }) {
-            forced = true;
-            l = self.proc.kill_and_reap(Duration::from_secs(10));
-        }
-        match l {
-            Liveness::Alive { .. } => Err(DriverError::Timeout(format!(
-                "QEMU {} survived SIGKILL",
-                self.pid()
-            ))),
-            Liveness::Exited(st) => Ok(StopReport {
-                forced,
-                status: Some(st),
-            }),
-            Liveness::Gone => Ok(StopReport {
-                forced,
-                status: None,
-            }),
-        }
+        let who = format!("QEMU {}", self.pid());
+        self.proc.finish_stop(timeout, &who)
     }
 
     fn kill(&mut self) -> Result<(), DriverError> {
