@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use nosplit_leased::api::{LeaseRef, Request, Response};
+use nosplit_leased::api::{Event, LeaseRef, Request, Response};
 use nosplit_leased::client::Client;
 
 const IO_MS: u32 = 300;
@@ -113,6 +113,13 @@ struct Host {
 
 impl Host {
     fn start(c: &Cluster, id: u32, lab_watchdog: bool) -> Host {
+        Host::start_on(c, id, lab_watchdog, &c.files)
+    }
+
+    /// A host that sees the lease files under `files` (its own mount of
+    /// the shared storage).
+    fn start_on(c: &Cluster, id: u32, lab_watchdog: bool, files: &std::path::Path) -> Host {
+        let ids = files.join("ids").display().to_string();
         let run_dir = c.dir.path().join(format!("run{id}"));
         std::fs::create_dir_all(&run_dir).unwrap();
         let wd = if lab_watchdog {
@@ -129,7 +136,7 @@ impl Host {
             format!(
                 "host_name = \"host{id}\"\nrun_dir = \"{}\"\n[watchdog]\n{wd}\n[[lockspace]]\nname = \"ls1\"\npath = \"{}\"\nhost_id = {id}\n",
                 run_dir.display(),
-                c.path("ids")
+                ids
             ),
         )
         .unwrap();
@@ -283,14 +290,59 @@ fn alive(pid: u32) -> bool {
 }
 
 fn leader_owner(c: &Cluster) -> Option<u32> {
+    leader_at(&c.path("vm1.lease")).0
+}
+
+/// The leader record of the lease file at `path`: owner host id, lver.
+fn leader_at(path: &str) -> (Option<u32>, u64) {
     let o = Command::new(bin())
-        .args(["lease", "dump", "resource", &c.path("vm1.lease"), "--json"])
+        .args(["lease", "dump", "resource", path, "--json"])
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["leader"]["owner"]["host_id"]
-        .as_u64()
-        .map(|h| u32::try_from(h).unwrap())
+    (
+        v["leader"]["owner"]["host_id"]
+            .as_u64()
+            .map(|h| u32::try_from(h).unwrap()),
+        v["leader"]["lver"].as_u64().unwrap_or(0),
+    )
+}
+
+/// The host's events, forwarded to a channel (so waits can time out).
+fn events(h: &Host) -> std::sync::mpsc::Receiver<Event> {
+    let ev = Client::connect(&h.socket()).unwrap().subscribe().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for e in ev {
+            let Ok(e) = e else { break };
+            if tx.send(e).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Collects events until one matches `want` (returned last) or `limit`.
+fn wait_event(
+    rx: &std::sync::mpsc::Receiver<Event>,
+    seen: &mut Vec<Event>,
+    limit: Duration,
+    want: impl Fn(&Event) -> bool,
+) -> Option<Event> {
+    let end = Instant::now() + limit;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(e) => {
+                seen.push(e.clone());
+                if want(&e) {
+                    return Some(e);
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 fn timing() -> nosplit_lease::Timing {
@@ -478,8 +530,8 @@ fn hung_storage_stops_holders_on_time() {
     let c = Cluster::with_files(mnt.path().to_path_buf());
     let mut h = Host::start(&c, 1, true);
     let marker = c.dir.path().join("frozen");
-    // Holder A has a freeze hook and dies at SIGTERM; holder B ignores
-    // SIGTERM and needs SIGKILL.
+    // Holder A has a freeze hook that cannot confirm (exits 1) and dies at
+    // SIGTERM; holder B ignores SIGTERM and needs SIGKILL.
     let a = Command::new("sleep")
         .arg("120")
         .process_group(h.pgid)
@@ -494,7 +546,7 @@ fn hung_storage_stops_holders_on_time() {
     let hook = vec![
         "/bin/sh".into(),
         "-c".into(),
-        format!("echo $1 >> {}", marker.display()),
+        format!("echo $1 >> {}; exit 1", marker.display()),
         "hook".into(),
     ];
     assert!(matches!(
@@ -542,6 +594,7 @@ fn hung_storage_stops_holders_on_time() {
     });
     assert!(matches!(r, Response::Acquired { .. }), "{r:?}");
     let (ea, eb) = (watch_exit(a), watch_exit(b));
+    let rx = events(&h);
     std::thread::sleep(Duration::from_millis(300));
 
     fs.handle().set(nosplit_faultfs::Mode::Hang);
@@ -570,6 +623,25 @@ fn hung_storage_stops_holders_on_time() {
         frozen.contains(&pa.to_string()),
         "freeze hook did not run: {frozen:?}\n{}",
         h.log()
+    );
+    // The hook ran at the renewal warning, before the failure, and A was
+    // not taken for frozen.
+    let seen: Vec<Event> = rx.try_iter().collect();
+    let pos = |f: &dyn Fn(&Event) -> bool| seen.iter().position(f);
+    let hook = pos(
+        &|e| matches!(e, Event::HolderAction { pid, action } if *pid == pa && action.starts_with("freeze hook")),
+    );
+    let failed = pos(&|e| matches!(e, Event::RenewalFailed { .. }));
+    let warned = pos(&|e| matches!(e, Event::RenewalWarning { .. }));
+    assert!(
+        warned.is_some() && hook.is_some() && warned < hook && hook < failed,
+        "hook not run between warning and failure: {seen:?}"
+    );
+    assert!(
+        !seen.iter().any(
+            |e| matches!(e, Event::HolderAction { pid, action } if *pid == pa && action == "frozen")
+        ),
+        "{seen:?}"
     );
     h.power_off();
     drop(fs);
@@ -747,4 +819,276 @@ fn lockspaces_join_and_leave_at_run_time() {
     };
     assert!(matches!(h.call(bad), Response::Error { ref kind, .. } if kind == "io"));
     assert!(matches!(h.acquire(pid, &c), Response::Acquired { .. }));
+}
+
+/// A freeze hook as an agent would write it for a process VM: SIGSTOP the
+/// holder and exit 0 only once every thread of it is stopped (state T),
+/// which it cannot be while a synchronous write is in progress.
+fn stop_hook(dir: &std::path::Path) -> Vec<String> {
+    let script = dir.join("freeze.sh");
+    std::fs::write(
+        &script,
+        r#"#!/bin/sh
+pid=$1
+kill -STOP "$pid" || exit 1
+i=0
+while [ $i -lt 200 ]; do
+  ok=1
+  for t in /proc/"$pid"/task/*/stat; do
+    s=$(sed 's/.*) //' "$t" | cut -c1)
+    [ "$s" = T ] || [ "$s" = t ] || ok=0
+  done
+  [ $ok = 1 ] && exit 0
+  sleep 0.01
+  i=$((i + 1))
+done
+exit 1
+"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    vec![script.display().to_string()]
+}
+
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+fn fuse_ok() -> bool {
+    let ok = rustix::process::geteuid().is_root() && std::path::Path::new("/dev/fuse").exists();
+    if !ok {
+        eprintln!("skipping: needs root and /dev/fuse");
+    }
+    ok
+}
+
+/// A holder with the stop hook, holding vm1 on host `h`.
+fn frozen_candidate(h: &mut Host, c: &Cluster) -> u32 {
+    let child = Command::new("sleep")
+        .arg("120")
+        .process_group(h.pgid)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    h.holders.push(child);
+    let r = h.call(Request::Register {
+        pid: Some(pid),
+        freeze_hook: Some(stop_hook(c.dir.path())),
+    });
+    assert_eq!(r, Response::Registered { pid });
+    let r = h.acquire(pid, c);
+    assert!(
+        matches!(r, Response::Acquired { lver: 1 }),
+        "{r:?}\n{}",
+        h.log()
+    );
+    pid
+}
+
+fn daemon_alive(h: &mut Host) -> bool {
+    h.daemon
+        .as_mut()
+        .is_some_and(|d| d.try_wait().unwrap().is_none())
+}
+
+fn holder_state(h: &Host, pid: u32) -> Response {
+    h.call(Request::Revalidate { pid: Some(pid) })
+}
+
+#[test]
+fn a_frozen_holder_survives_an_outage_past_the_kill_deadline_and_is_revalidated() {
+    if !fuse_ok() {
+        return;
+    }
+    let backing = tempdir("backing");
+    let mnt = tempdir("mnt");
+    let fs = nosplit_faultfs::spawn(backing.path(), mnt.path(), None).unwrap();
+    let c = Cluster::with_files(mnt.path().to_path_buf());
+    let mut h = Host::start(&c, 1, true);
+    let pid = frozen_candidate(&mut h, &c);
+    let rx = events(&h);
+    let mut seen = Vec::new();
+    std::thread::sleep(Duration::from_millis(300));
+
+    fs.handle().set(nosplit_faultfs::Mode::EIO);
+    let t = timing();
+    // Past the kill deadline (the incarnation is void) and past host_dead.
+    let lost = wait_event(&rx, &mut seen, Duration::from_secs(10), |e| {
+        matches!(e, Event::LeaseLost { .. })
+    });
+    assert!(lost.is_some(), "no loss: {seen:?}\n{}", h.log());
+    std::thread::sleep(t.host_dead);
+    assert!(alive(pid), "frozen holder was killed:\n{}", h.log());
+    assert_eq!(proc_state(pid), Some('T'), "holder is not stopped");
+    assert!(daemon_alive(&mut h), "the watchdog fired:\n{}", h.log());
+    let frozen = holder_state(&h, pid);
+    assert!(
+        matches!(&frozen, Response::Holder { state, .. } if state == "frozen"),
+        "{frozen:?}"
+    );
+    // Only the hook acted on it, no signal; the hook ran before the failure.
+    let acted: Vec<&String> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::HolderAction { pid: p, action } if *p == pid => Some(action),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        acted.iter().all(|a| !a.contains("SIG")) && acted.iter().any(|a| *a == "frozen"),
+        "{acted:?}"
+    );
+    let failed_at = seen
+        .iter()
+        .position(|e| matches!(e, Event::RenewalFailed { .. }))
+        .unwrap();
+    let frozen_at = seen
+        .iter()
+        .position(|e| matches!(e, Event::HolderAction { action, .. } if action == "frozen"))
+        .unwrap();
+    assert!(frozen_at < failed_at, "{seen:?}");
+
+    // Storage comes back: the daemon rejoins and revalidates the lease.
+    fs.handle().recover();
+    let ok = wait_event(
+        &rx,
+        &mut seen,
+        Duration::from_secs(20),
+        |e| matches!(e, Event::Revalidated { pid: p, .. } | Event::RevalidationFailed { pid: p, .. } if *p == pid),
+    );
+    let Some(Event::Revalidated { leases, .. }) = ok else {
+        panic!("not revalidated: {ok:?}\n{seen:?}\n{}", h.log())
+    };
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].lver, 2, "a fresh ballot at the next version");
+    assert_eq!(leader_at(&c.path("vm1.lease")), (Some(1), 2));
+    let Response::Status(s) = h.call(Request::Status) else {
+        panic!()
+    };
+    assert!(s.lockspaces[0].generation > 1, "not a new generation");
+    let thawed = holder_state(&h, pid);
+    assert!(
+        matches!(&thawed, Response::Holder { state, .. } if state == "thawed"),
+        "{thawed:?}"
+    );
+    // leased never resumes it; the agent does.
+    assert_eq!(proc_state(pid), Some('T'));
+    // SAFETY: kill(2) on a child pid we spawned; no memory involved.
+    unsafe {
+        libc::kill(i32::try_from(pid).unwrap(), libc::SIGCONT);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(alive(pid) && proc_state(pid) != Some('T'));
+    assert!(daemon_alive(&mut h));
+    h.power_off();
+    drop(fs);
+}
+
+#[test]
+fn revalidation_fails_when_another_host_took_the_lease_meanwhile() {
+    if !fuse_ok() {
+        return;
+    }
+    // One shared storage, one mount per host: host 1's mount fails.
+    let backing = tempdir("backing");
+    let (m1, m2) = (tempdir("mnt1"), tempdir("mnt2"));
+    let fs1 = nosplit_faultfs::spawn(backing.path(), m1.path(), None).unwrap();
+    let fs2 = nosplit_faultfs::spawn(backing.path(), m2.path(), None).unwrap();
+    let c = Cluster::with_files(m1.path().to_path_buf());
+    let mut h1 = Host::start(&c, 1, true);
+    let mut h2 = Host::start_on(&c, 2, false, m2.path());
+    let pid = frozen_candidate(&mut h1, &c);
+    let rx = events(&h1);
+    let mut seen = Vec::new();
+    let lease2 = LeaseRef {
+        path: m2.path().join("vm1.lease").display().to_string(),
+        ..c.lease()
+    };
+    let other = Command::new("sleep")
+        .arg("120")
+        .process_group(h2.pgid)
+        .spawn()
+        .unwrap();
+    let p2 = other.id();
+    h2.holders.push(other);
+    assert!(matches!(
+        h2.call(Request::Register {
+            pid: Some(p2),
+            freeze_hook: None
+        }),
+        Response::Registered { .. }
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+
+    fs1.handle().set(nosplit_faultfs::Mode::EIO);
+    // Host 2 takes the lease once host 1 is dead to it.
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = h2.call(Request::Acquire {
+            pid: Some(p2),
+            lease: lease2.clone(),
+            mode: nosplit_lease::paxos::LeaseMode::Exclusive,
+            lver: None,
+        });
+        match r {
+            Response::Acquired { lver } => {
+                assert_eq!(lver, 2);
+                break;
+            }
+            Response::Error { ref kind, .. } if kind == "busy" => {}
+            other => panic!("{other:?}\n{}", h2.log()),
+        }
+        assert!(Instant::now() < end, "host 2 never took the lease");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Host 1's holder is frozen, not killed, and the watchdog did not fire.
+    assert!(alive(pid) && proc_state(pid) == Some('T'));
+    assert!(daemon_alive(&mut h1), "the watchdog fired:\n{}", h1.log());
+
+    // Storage comes back. The moment host 1's lockspace is healthy again
+    // is when a holder would be resumed without revalidation: host 2 holds
+    // the lease then, so a blind resume would run two instances (control).
+    fs1.handle().recover();
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Response::Status(s) = h1.call(Request::Status) {
+            if s.lockspaces[0].state == "joined" && s.lockspaces[0].generation > 1 {
+                break;
+            }
+        }
+        assert!(Instant::now() < end, "host 1 never rejoined:\n{}", h1.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(leader_at(&lease2.path), (Some(2), 2));
+
+    // Revalidation sees the version moved: the holder is killed.
+    let got = wait_event(
+        &rx,
+        &mut seen,
+        Duration::from_secs(10),
+        |e| matches!(e, Event::Revalidated { pid: p, .. } | Event::RevalidationFailed { pid: p, .. } if *p == pid),
+    );
+    let Some(Event::RevalidationFailed { reason, .. }) = got else {
+        panic!("expected a failure: {got:?}\n{seen:?}\n{}", h1.log())
+    };
+    assert!(reason.contains("version"), "{reason}");
+    let end = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(pid), "holder survived a failed revalidation");
+    let r = holder_state(&h1, pid);
+    assert!(
+        matches!(&r, Response::Error { kind, .. } if kind == "revalidation_failed"),
+        "{r:?}"
+    );
+    // Host 2 keeps the lease; its holder runs on.
+    assert_eq!(leader_at(&lease2.path), (Some(2), 2));
+    assert!(alive(p2));
+    assert!(daemon_alive(&mut h1));
+    h1.power_off();
+    h2.power_off();
+    drop(fs1);
+    drop(fs2);
 }

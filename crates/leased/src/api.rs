@@ -36,8 +36,13 @@ pub enum Request {
         /// The process; default: the caller.
         #[serde(default)]
         pid: Option<u32>,
-        /// Command run (with the pid appended) before SIGTERM when renewal
-        /// fails, e.g. one that pauses the VM.
+        /// Command run (with the pid appended) at the renewal warning. It
+        /// must exit 0 only once the process is paused with no I/O in
+        /// flight (QMP `stop`; SIGSTOP and every thread in state `T`):
+        /// such a holder is frozen instead of killed, and may run again
+        /// only after `leased` revalidated its leases (event
+        /// `revalidated`). Any other exit, or the hook timeout: not
+        /// frozen, the holder is stopped by signals.
         #[serde(default)]
         freeze_hook: Option<Vec<String>>,
     },
@@ -90,6 +95,16 @@ pub enum Request {
     RemLockspace {
         /// Lockspace name.
         name: String,
+    },
+    /// Where a holder is after a freeze: answers [`Response::Holder`]
+    /// (`frozen`, `revalidating` or `thawed`) or an error (`failing`: not
+    /// frozen but a lockspace of its leases is not healthy;
+    /// `revalidation_failed`: it was killed because a lease could not be
+    /// revalidated; `not_found`). For an agent that missed the events.
+    Revalidate {
+        /// The holder; default: the caller.
+        #[serde(default)]
+        pid: Option<u32>,
     },
     /// Everything the daemon knows.
     Status,
@@ -163,6 +178,9 @@ pub struct HolderStatus {
     pub start_time: u64,
     /// Its leases.
     pub leases: Vec<HeldLease>,
+    /// `running`, `frozen` (leases suspended) or `revalidating`.
+    #[serde(default)]
+    pub state: String,
 }
 
 /// What the daemon reports about itself.
@@ -225,6 +243,23 @@ pub enum Event {
         /// Holder pid.
         pid: u32,
     },
+    /// Every lease of a frozen holder was re-acquired by a fresh ballot at
+    /// the version it held: it may be resumed (by its agent; `leased`
+    /// never resumes anything).
+    Revalidated {
+        /// Holder pid.
+        pid: u32,
+        /// Its leases, with their new versions.
+        leases: Vec<HeldLease>,
+    },
+    /// A lease of a frozen holder could not be revalidated: the holder was
+    /// sent SIGKILL and its leases are released when it is gone.
+    RevalidationFailed {
+        /// Holder pid.
+        pid: u32,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The daemon's answer.
@@ -253,13 +288,23 @@ pub enum Response {
         /// Our generation.
         generation: u64,
     },
+    /// A holder's freeze state (answer to `Revalidate`).
+    Holder {
+        /// Holder pid.
+        pid: u32,
+        /// `frozen`, `revalidating` or `thawed` (running with valid leases).
+        state: String,
+        /// Its leases.
+        leases: Vec<HeldLease>,
+    },
     /// Status.
     Status(Box<Status>),
     /// An event (subscriptions only).
     Event(Event),
     /// Failed.
     Error {
-        /// Machine-readable kind: busy, not_found, denied, invalid, io, corrupt, failing, internal.
+        /// Machine-readable kind: busy, not_found, denied, invalid, io,
+        /// corrupt, failing, frozen, revalidation_failed, internal.
         kind: String,
         /// Human-readable message.
         message: String,

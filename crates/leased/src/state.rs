@@ -41,6 +41,10 @@ pub struct SavedHolder {
     pub freeze_hook: Option<Vec<String>>,
     /// Leases held.
     pub leases: Vec<HeldLease>,
+    /// Frozen by its hook (leases suspended until revalidated). A restart
+    /// re-adopts it frozen: it is not killed, and not trusted to run.
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 /// The whole saved state.
@@ -136,6 +140,13 @@ mod tests {
         };
         s.save(&p).unwrap();
         assert_eq!(SavedState::load(&p).unwrap(), s);
+        // A holder saved before `frozen` existed loads as not frozen.
+        std::fs::write(
+            &p,
+            br#"{"boot_id":"b","lockspaces":[],"holders":[{"pid":5,"start_time":9,"freeze_hook":null,"leases":[]}]}"#,
+        )
+        .unwrap();
+        assert!(!SavedState::load(&p).unwrap().holders[0].frozen);
         std::fs::write(&p, b"{ nope").unwrap();
         assert!(matches!(
             SavedState::load(&p),

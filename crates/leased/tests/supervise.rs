@@ -93,50 +93,27 @@ fn schedule_follows_the_timing_table() {
         ];
         let got = drive(&mut s, inputs, w + tm.host_dead);
 
-        let hook_deadline = w + tm.renew_fail + hook_timeout;
-        let mut want = vec![
-            (
-                w + tm.renew_fail,
-                Action::RunHook {
-                    holder: hooked,
-                    argv: vec!["virsh".into(), "suspend".into(), "vm1".into()],
-                    deadline: hook_deadline,
-                },
-            ),
-            (
-                w + tm.renew_fail,
-                Action::Signal {
-                    holder: plain,
-                    signal: Sig::Term,
-                },
-            ),
-        ];
-        // At T = 10 s the hook times out (30.5 s) before SIGKILL time
-        // (32.5 s); at T = 1 s SIGKILL time (3.25 s) comes first and the
-        // SIGTERM is skipped.
-        if hook_deadline < w + tm.sigkill_after {
-            want.push((
-                hook_deadline,
-                Action::Signal {
-                    holder: hooked,
-                    signal: Sig::Term,
-                },
-            ));
-        }
-        want.push((
-            w + tm.sigkill_after,
-            Action::Signal {
+        // The hook starts at the warning; it never reports, and its
+        // deadline (2T + 0.5 s) passes before the failure (3T): SIGTERM at
+        // the failure, SIGKILL at SIGKILL time.
+        let hook_deadline = w + tm.renew_warn + hook_timeout;
+        assert!(hook_deadline < w + tm.renew_fail);
+        let mut want = vec![(
+            w + tm.renew_warn,
+            Action::RunHook {
                 holder: hooked,
-                signal: Sig::Kill,
+                argv: vec!["virsh".into(), "suspend".into(), "vm1".into()],
+                deadline: hook_deadline,
             },
-        ));
-        want.push((
-            w + tm.sigkill_after,
-            Action::Signal {
-                holder: plain,
-                signal: Sig::Kill,
-            },
-        ));
+        )];
+        for (holder, signal, at) in [
+            (hooked, Sig::Term, tm.renew_fail),
+            (plain, Sig::Term, tm.renew_fail),
+            (hooked, Sig::Kill, tm.sigkill_after),
+            (plain, Sig::Kill, tm.sigkill_after),
+        ] {
+            want.push((w + at, Action::Signal { holder, signal }));
+        }
         assert_eq!(got.len(), want.len() + 1, "T = {t_ms} ms: {got:#?}");
         assert_eq!(got[..want.len()], want[..], "T = {t_ms} ms");
         let (t, last) = &got[want.len()];
@@ -157,7 +134,7 @@ fn schedule_follows_the_timing_table() {
 }
 
 #[test]
-fn recovery_before_sigkill_time_leaves_holders_running() {
+fn recovery_before_sigkill_time_revalidates_the_frozen_holder() {
     let tm = Timing::from_io_timeout_ms(1000);
     let a = name("a");
     let mut s = Supervisor::new(tm.io_timeout / 2);
@@ -176,25 +153,96 @@ fn recovery_before_sigkill_time_leaves_holders_running() {
             },
         ),
         (w + tm.renew_warn, ev(&a, HostEvent::RenewalWarning)),
-        (w + tm.renew_fail, ev(&a, HostEvent::RenewalFailed)),
         (
-            w + tm.renew_fail + Duration::from_millis(100),
-            ev(&a, HostEvent::RenewalRecovered),
-        ),
-        (
-            w + tm.renew_fail + Duration::from_millis(150),
+            w + tm.renew_warn + Duration::from_millis(150),
             Input::HookDone {
                 holder: frozen,
                 ok: true,
             },
         ),
+        (w + tm.renew_fail, ev(&a, HostEvent::RenewalFailed)),
+        (
+            w + tm.renew_fail + Duration::from_millis(100),
+            ev(&a, HostEvent::RenewalRecovered),
+        ),
     ];
     let got = drive(&mut s, inputs, w + tm.host_dead);
-    assert_eq!(got.len(), 1, "{got:#?}");
-    assert!(matches!(got[0].1, Action::RunHook { .. }));
+    let acts: Vec<&Action> = got.iter().map(|(_, a)| a).collect();
+    assert!(
+        matches!(
+            &acts[..],
+            [
+                Action::RunHook { .. },
+                Action::Frozen { .. },
+                Action::Revalidate { ticket: 1, .. }
+            ]
+        ),
+        "{got:#?}"
+    );
+    assert_eq!(got[2].0, w + tm.renew_fail + Duration::from_millis(100));
     assert_eq!(s.signal_sent(&frozen), None);
     assert!(!s.escalated(&frozen));
     assert_eq!(s.fired(), None);
+}
+
+#[test]
+fn a_frozen_holder_outlives_the_whole_table_and_is_revalidated_after_rejoin() {
+    for t_ms in [1000u32, 10_000] {
+        let tm = Timing::from_io_timeout_ms(t_ms);
+        let a = name("a");
+        let mut s = Supervisor::new(tm.io_timeout / 2);
+        let w = MonoTime::from_millis(100_000);
+        let vm = id(1);
+        let inputs = vec![
+            (
+                MonoTime::ZERO,
+                Input::HolderAdded {
+                    holder: vm,
+                    lockspace: a.clone(),
+                    freeze_hook: Some(FreezeHook {
+                        argv: vec!["pause".into()],
+                        timeout: tm.sigkill_after - tm.renew_warn,
+                    }),
+                },
+            ),
+            (w + tm.renew_warn, ev(&a, HostEvent::RenewalWarning)),
+            (
+                // Confirms just before SIGKILL time.
+                w + tm.sigkill_after - Duration::from_millis(1),
+                Input::HookDone {
+                    holder: vm,
+                    ok: true,
+                },
+            ),
+            (w + tm.renew_fail, ev(&a, HostEvent::RenewalFailed)),
+            (w + tm.sigkill_after, ev(&a, HostEvent::KillHolders)),
+            (w + tm.kill_deadline, ev(&a, HostEvent::KillDeadline)),
+            (
+                w + tm.kill_deadline,
+                ev(&a, HostEvent::Lost(LostReason::Expired)),
+            ),
+            (
+                w + tm.host_dead * 3,
+                ev(&a, HostEvent::Joined { generation: 2 }),
+            ),
+        ];
+        let got = drive(&mut s, inputs, w + tm.host_dead * 4);
+        let acts: Vec<&Action> = got.iter().map(|(_, a)| a).collect();
+        assert!(
+            matches!(
+                &acts[..],
+                [
+                    Action::RunHook { .. },
+                    Action::Frozen { .. },
+                    Action::Revalidate { ticket: 1, .. }
+                ]
+            ),
+            "T = {t_ms} ms: {got:#?}"
+        );
+        assert_eq!(got[2].0, w + tm.host_dead * 3);
+        assert_eq!(s.fired(), None);
+        assert_eq!(s.signal_sent(&vm), None);
+    }
 }
 
 #[test]

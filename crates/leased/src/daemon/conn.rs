@@ -8,7 +8,7 @@ use nosplit_lease::host::JoinMode;
 use nosplit_lease::paxos::{LeaseMode, OpKind, OpResult};
 
 use super::ops::{self, LsContext};
-use super::{lock, start_lockspace, Holder, Ls, LsState, Shared};
+use super::{lock, start_lockspace, Freeze, Holder, Ls, LsState, Shared};
 use crate::api::{HeldLease, LeaseRef, Request, Response};
 use crate::state::SavedLockspace;
 
@@ -168,6 +168,7 @@ pub(crate) fn handle(shared: &Shared, p: &Peer, req: Request) -> Response {
             },
         ),
         Request::RemLockspace { name } => rem_lockspace(shared, &name),
+        Request::Revalidate { pid } => holder_state(shared, pid.unwrap_or(p.pid)),
         Request::Status => Response::Status(Box::new(lock(shared).status())),
         Request::Subscribe => Response::error("invalid", "subscribe is handled by the connection"),
     }
@@ -194,6 +195,7 @@ fn register(shared: &Shared, pid: u32, freeze_hook: Option<Vec<String>>) -> Resp
                     freeze_hook,
                     leases: Vec::new(),
                     gone: false,
+                    freeze: Freeze::Running,
                 },
             );
         }
@@ -202,8 +204,55 @@ fn register(shared: &Shared, pid: u32, freeze_hook: Option<Vec<String>>) -> Resp
     Response::Registered { pid }
 }
 
+/// The answer to `Revalidate`: where the holder is after a freeze.
+fn holder_state(shared: &Shared, pid: u32) -> Response {
+    let g = lock(shared);
+    let h = g.holders.get(&pid).filter(|h| !h.gone);
+    let failed = g
+        .revalidation_failed
+        .iter()
+        .rev()
+        .find(|(id, _)| id.pid == pid && h.is_none_or(|h| h.id == *id));
+    if let Some((_, reason)) = failed {
+        return Response::error("revalidation_failed", reason.clone());
+    }
+    let Some(h) = h else {
+        return Response::error("not_found", format!("process {pid} is not registered"));
+    };
+    let state = match h.freeze {
+        Freeze::Frozen => "frozen",
+        Freeze::Revalidating => "revalidating",
+        Freeze::Running => {
+            let sick = h.leases.iter().find(|l| {
+                g.lockspaces
+                    .get(&l.lease.lockspace)
+                    .is_none_or(|x| x.state != LsState::Joined)
+            });
+            if let Some(l) = sick {
+                return Response::error(
+                    "failing",
+                    format!(
+                        "process {pid} is not frozen and lockspace {} is not healthy: it is being stopped",
+                        l.lease.lockspace
+                    ),
+                );
+            }
+            "thawed"
+        }
+    };
+    Response::Holder {
+        pid,
+        state: state.to_string(),
+        leases: h.leases.clone(),
+    }
+}
+
 /// Snapshot of what an operation in `lockspace` needs, if it may proceed.
-fn context(shared: &Shared, lockspace: &str, for_acquire: bool) -> Result<LsContext, Response> {
+pub(crate) fn context(
+    shared: &Shared,
+    lockspace: &str,
+    for_acquire: bool,
+) -> Result<LsContext, Response> {
     let g = lock(shared);
     let l = g.lockspaces.get(lockspace).ok_or_else(|| {
         Response::error("not_found", format!("lockspace {lockspace} is not joined"))
@@ -251,6 +300,12 @@ fn acquire(
         };
         if h.gone || !crate::proc::alive(&h.id) {
             return Response::error("not_found", format!("process {pid} is gone"));
+        }
+        if h.freeze != Freeze::Running {
+            return Response::error(
+                "frozen",
+                format!("process {pid} is frozen: its leases are suspended until revalidated"),
+            );
         }
         if h.leases
             .iter()

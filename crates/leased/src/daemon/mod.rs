@@ -4,10 +4,12 @@
 //! Threads: one renewal thread per lockspace ([`HostRunner`]); one thread
 //! per client connection ([`conn`]); one supervisor thread ([`supervisor`])
 //! that turns renewal trouble into holder escalation, watches holders exit,
-//! and arms the watchdog. Shared state sits behind one mutex that is never
-//! held across storage I/O.
+//! and arms the watchdog; one short-lived thread per revalidation of a
+//! frozen holder's leases ([`freeze`]). Shared state sits behind one mutex
+//! that is never held across storage I/O.
 
 mod conn;
+mod freeze;
 mod ops;
 mod startup;
 mod supervisor;
@@ -63,6 +65,28 @@ pub(crate) struct Ls {
     pub(crate) state: LsState,
 }
 
+/// Whether a holder may run, as far as its leases go (mirrors the
+/// supervisor's policy, for the other threads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Freeze {
+    /// Not frozen.
+    Running,
+    /// Frozen by its hook; leases suspended.
+    Frozen,
+    /// Frozen; its leases are being revalidated.
+    Revalidating,
+}
+
+impl Freeze {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Freeze::Running => "running",
+            Freeze::Frozen => "frozen",
+            Freeze::Revalidating => "revalidating",
+        }
+    }
+}
+
 /// A registered holder.
 #[derive(Debug, Clone)]
 pub(crate) struct Holder {
@@ -72,14 +96,22 @@ pub(crate) struct Holder {
     /// The process exited; its leases are being released (maybe slowly,
     /// on hung storage). It no longer counts as running anywhere.
     pub(crate) gone: bool,
+    /// Frozen holders issue no I/O: they do not count as running (no
+    /// watchdog cover needed, no obstacle to a rejoin).
+    pub(crate) freeze: Freeze,
 }
 
 impl Holder {
-    /// Running and holding a lease in `lockspace`.
+    /// Running (not frozen) and holding a lease in `lockspace`.
     pub(crate) fn uses(&self, lockspace: &str) -> bool {
-        !self.gone && self.leases.iter().any(|l| l.lease.lockspace == lockspace)
+        !self.gone
+            && self.freeze == Freeze::Running
+            && self.leases.iter().any(|l| l.lease.lockspace == lockspace)
     }
 }
+
+/// How many revalidation failures are remembered for `Revalidate`.
+const FAILED_KEPT: usize = 64;
 
 /// State shared by every thread.
 #[derive(Debug)]
@@ -92,6 +124,8 @@ pub(crate) struct Inner {
     pub(crate) watchdog: Arc<Mutex<Box<dyn crate::watchdog::Watchdog>>>,
     /// Lockspace events for the supervisor, tagged with the lockspace name.
     pub(crate) events: Sender<(String, MonoTime, HostEvent)>,
+    /// Holders killed because revalidation failed, and why (newest last).
+    pub(crate) revalidation_failed: Vec<(HolderId, String)>,
 }
 
 /// Locks the watchdog (a panic elsewhere must not stop arming).
@@ -109,6 +143,15 @@ pub(crate) fn lock(s: &Shared) -> MutexGuard<'_, Inner> {
 }
 
 impl Inner {
+    /// Remembers that `id` was killed because revalidation failed.
+    pub(crate) fn note_failed(&mut self, id: HolderId, reason: String) {
+        self.revalidation_failed.push((id, reason));
+        let n = self.revalidation_failed.len();
+        if n > FAILED_KEPT {
+            self.revalidation_failed.drain(..n - FAILED_KEPT);
+        }
+    }
+
     /// Sends an event to every subscriber, dropping those that went away.
     pub(crate) fn broadcast(&mut self, e: Event) {
         self.subscribers.retain(|s| s.send(e.clone()).is_ok());
@@ -128,6 +171,7 @@ impl Inner {
                     start_time: h.id.start_time,
                     freeze_hook: h.freeze_hook.clone(),
                     leases: h.leases.clone(),
+                    frozen: h.freeze != Freeze::Running,
                 })
                 .collect(),
         };
@@ -185,6 +229,7 @@ impl Inner {
                 pid: h.id.pid,
                 start_time: h.id.start_time,
                 leases: h.leases.clone(),
+                state: h.freeze.as_str().to_string(),
             })
             .collect();
         Status {

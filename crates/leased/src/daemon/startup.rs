@@ -16,7 +16,7 @@ use nosplit_lease::Timing;
 use nosplit_storage::file::{FileStorage, OpenOpts};
 use nosplit_storage::{SectorSize, Storage};
 
-use super::{conn, lock, start_lockspace, supervisor, Holder, Inner, Ls, LsState};
+use super::{conn, lock, start_lockspace, supervisor, Freeze, Holder, Inner, Ls, LsState};
 use crate::config::Config;
 use crate::state::{SavedLockspace, SavedState, StateError};
 
@@ -148,6 +148,11 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
                     freeze_hook: h.freeze_hook.clone(),
                     leases: h.leases.clone(),
                     gone: false,
+                    freeze: if h.frozen {
+                        Freeze::Frozen
+                    } else {
+                        Freeze::Running
+                    },
                 },
             );
         }
@@ -176,12 +181,12 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         }
     }
 
+    // Frozen holders (their hook confirmed: no I/O, none in flight) need
+    // neither a resumed incarnation nor a kill: they keep their leases,
+    // suspended, and are revalidated once the lockspace is joined.
     let mut lockspaces = std::collections::BTreeMap::new();
     for l in &wanted {
-        let in_ls: Vec<&Holder> = holders
-            .values()
-            .filter(|h| h.leases.iter().any(|x| x.lease.lockspace == l.name))
-            .collect();
+        let in_ls: Vec<&Holder> = holders.values().filter(|h| h.uses(&l.name)).collect();
         let mode = if in_ls.is_empty() || l.generation == 0 {
             JoinMode::New { prior_gone: true }
         } else {
@@ -215,7 +220,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         };
         if let JoinMode::New { .. } = mode {
             let name = l.name.clone();
-            for h in holders.values_mut() {
+            for h in holders.values_mut().filter(|h| h.freeze == Freeze::Running) {
                 h.leases.retain(|x| x.lease.lockspace != name);
             }
         }
@@ -244,6 +249,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         subscribers: Vec::new(),
         watchdog: Arc::new(Mutex::new(watchdog)),
         events: events_tx,
+        revalidation_failed: Vec::new(),
     };
     let shared = Arc::new(Mutex::new(inner));
     lock(&shared).save();

@@ -1,19 +1,22 @@
-//! The supervisor thread: feeds renewal events and holder exits to the pure
-//! escalation policy ([`crate::supervise::Supervisor`]), carries out its
-//! actions (hooks, signals, watchdog), releases the leases of holders that
-//! exit, arms the watchdog, and rejoins lockspaces whose incarnation was
-//! lost once their holders are gone.
+//! The supervisor thread: feeds renewal events, holder exits, hook results
+//! and revalidation results to the pure escalation policy
+//! ([`crate::supervise::Supervisor`]), carries out its actions (hooks,
+//! signals, freezes and revalidations through [`super::freeze`],
+//! watchdog), releases the leases of holders that exit, arms the watchdog,
+//! and rejoins lockspaces whose incarnation was lost once no running
+//! holder uses them (frozen ones do not count).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use nosplit_clock::{Clock, MonoTime, RealClock};
 use nosplit_lease::format::Name;
 use nosplit_lease::host::{HostEvent, JoinMode};
 
-use super::{conn, lock, start_lockspace, LsState, Shared};
+use super::freeze::{self, Report};
+use super::{conn, lock, start_lockspace, Freeze, LsState, Shared};
 use crate::api::Event;
 use crate::supervise::{Action, FreezeHook, HolderId, Input, Sig, Supervisor};
 
@@ -27,15 +30,21 @@ struct State {
     hooks: Vec<(HolderId, Child, MonoTime)>,
     /// Lost lockspaces whose rejoin failed: not before then.
     rejoin_after: BTreeMap<String, MonoTime>,
+    /// Revalidation threads report here.
+    reval_tx: Sender<Report>,
+    reval_rx: Receiver<Report>,
 }
 
 pub(crate) fn run(shared: Shared, events: Receiver<(String, MonoTime, HostEvent)>) {
     let grace = lock(&shared).cfg.freeze_hook_timeout;
+    let (reval_tx, reval_rx) = crossbeam_channel::unbounded();
     let mut st = State {
         sup: Supervisor::new(grace),
         present: BTreeMap::new(),
         hooks: Vec::new(),
         rejoin_after: BTreeMap::new(),
+        reval_tx,
+        reval_rx,
     };
     let mut pending = Vec::new();
     loop {
@@ -57,8 +66,9 @@ pub(crate) fn run(shared: Shared, events: Receiver<(String, MonoTime, HostEvent)
                         .get(&ls)
                         .map(|l| l.header.io_timeout_ms);
                     if let Some(io) = io {
-                        st.sup
-                            .set_grace(&name, Duration::from_millis(u64::from(io) / 2));
+                        let io = Duration::from_millis(u64::from(io));
+                        st.sup.set_grace(&name, io / 2);
+                        st.sup.set_retry(io);
                     }
                 }
                 if let Some(input) = Input::from_host_event(&name, &e) {
@@ -67,6 +77,15 @@ pub(crate) fn run(shared: Shared, events: Receiver<(String, MonoTime, HostEvent)
             }
         }
         finished_hooks(&mut st, now, &mut actions);
+        let reports: Vec<Report> = st.reval_rx.try_iter().collect();
+        for (holder, ticket, outcome) in reports {
+            let input = Input::RevalidationDone {
+                holder,
+                ticket,
+                outcome,
+            };
+            actions.extend(st.sup.step(input, now));
+        }
         actions.extend(st.sup.step(Input::Tick, now));
         for a in actions {
             act(&shared, &mut st, a, now);
@@ -106,11 +125,12 @@ fn sync_holders(shared: &Shared, st: &mut State, now: MonoTime, actions: &mut Ve
             }
             let lss: BTreeSet<String> =
                 h.leases.iter().map(|l| l.lease.lockspace.clone()).collect();
-            current.insert(h.id, (lss, h.freeze_hook.clone()));
+            current.insert(h.id, (lss, h.freeze_hook.clone(), h.freeze));
         }
         (current, timeout, gone)
     };
-    for (id, (lss, hook)) in &current {
+    for (id, (lss, hook, frz)) in &current {
+        let first = !st.present.contains_key(id);
         let before = st.present.get(id).cloned().unwrap_or_default();
         for ls in lss.difference(&before) {
             if let Ok(lockspace) = Name::new(ls) {
@@ -135,6 +155,10 @@ fn sync_holders(shared: &Shared, st: &mut State, now: MonoTime, actions: &mut Ve
                     now,
                 ));
             }
+        }
+        if first && *frz != Freeze::Running && !lss.is_empty() {
+            // Re-adopted frozen after a restart.
+            actions.extend(st.sup.step(Input::AdoptFrozen(*id), now));
         }
         st.present.insert(*id, lss.clone());
     }
@@ -292,6 +316,15 @@ fn act(shared: &Shared, st: &mut State, a: Action, now: MonoTime) {
             };
             crate::proc::signal(&holder, sig);
             (holder.pid, name.to_string())
+        }
+        Action::Frozen { holder } => return freeze::frozen(shared, holder),
+        Action::Revalidate { holder, ticket } => {
+            eprintln!("leased: holder {}: revalidating its leases", holder.pid);
+            return freeze::start(shared, holder, ticket, st.reval_tx.clone());
+        }
+        Action::Thaw { holder } => return freeze::thaw(shared, holder),
+        Action::RevalidationFailed { holder, reason } => {
+            return freeze::failed(shared, holder, reason)
         }
         Action::FireWatchdog { reason } => {
             eprintln!("leased: FIRING WATCHDOG: {reason}");
