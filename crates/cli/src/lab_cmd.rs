@@ -376,3 +376,33 @@ fn fault_step(what: &str, a1: &str, a2: Option<&str>) -> Result<scenario::Action
         .map(|s| s.action)
         .ok_or_else(|| anyhow::anyhow!("no fault"))
 }
+
+/// `nosplit vm-freeze`: the freeze hook the agent registers with leased.
+#[derive(Debug, clap::Args)]
+pub struct VmFreezeArgs {
+    /// The VM's second QMP socket (QEMU guests); absent for process VMs.
+    #[arg(long)]
+    qmp: Option<PathBuf>,
+    /// The VM's process (leased appends it).
+    #[arg(long)]
+    pid: u32,
+    /// How long the pause may take, ms (the drain hangs on dead storage).
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    timeout_ms: u64,
+}
+
+/// Exit 0 only when the VM is frozen with no I/O in flight.
+pub fn vm_freeze(a: VmFreezeArgs) -> Result<()> {
+    let t = Duration::from_millis(a.timeout_ms);
+    match a.qmp {
+        Some(sock) => {
+            let st = nosplit_agent::freeze::freeze_qemu(&sock, t)?;
+            println!("frozen: QEMU pid {} {st}", a.pid);
+        }
+        None => {
+            nosplit_agent::freeze::freeze_process(a.pid, t)?;
+            println!("frozen: process {}", a.pid);
+        }
+    }
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! lease tools and the lab. This file parses arguments and maps errors to
 //! exit codes; the work is in the library crates.
 
+mod agent_cmd;
 mod lab_cmd;
 mod lease_cmd;
 mod leased_cmd;
@@ -37,6 +38,14 @@ enum Cmd {
     Lab(lab_cmd::LabCmd),
     /// A process "VM": writes heartbeat records to its disk (the lab's scale VMs).
     VmProc(lab_cmd::VmProcArgs),
+    /// Freeze hook: pause a VM and succeed only once no I/O is in flight (run by leased).
+    VmFreeze(lab_cmd::VmFreezeArgs),
+    /// Run the per-host agent: VMs under leases, heartbeats on every plane, the HTTP API.
+    Agent {
+        /// Its TOML configuration.
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -98,6 +107,11 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         return 2;
     }
     if e.downcast_ref::<nosplit_lab::scenario::ScenarioErrors>()
+        .is_some()
+    {
+        return 2;
+    }
+    if e.downcast_ref::<nosplit_agent::config::ConfigErrors>()
         .is_some()
     {
         return 2;
@@ -174,6 +188,8 @@ fn main() -> ExitCode {
         Cmd::Faultfs(a) => faultfs(a),
         Cmd::Lab(c) => lab_cmd::run(c),
         Cmd::VmProc(a) => lab_cmd::vm_proc(a),
+        Cmd::VmFreeze(a) => lab_cmd::vm_freeze(a),
+        Cmd::Agent { config } => agent_cmd::agent(config),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

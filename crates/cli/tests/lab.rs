@@ -295,3 +295,17 @@ fn bad_scenarios_are_refused_with_every_problem_and_exit_2() {
         "a public prefix is refused by the parser"
     );
 }
+
+/// L2: a 30 s cluster-wide storage outage (I/O errors) freezes the VMs
+/// instead of killing them; after revalidation the same instances resume.
+#[test]
+fn a_cluster_wide_storage_outage_freezes_and_resumes_the_same_vms() {
+    let (code, log, r) = run("storage-outage", "tso", "10.99");
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(split_brains(&r), 0, "{log}");
+    for v in r["vms"].as_array().unwrap() {
+        assert_eq!(v["instances"].as_array().unwrap().len(), 1, "no restart: {v}\n{log}");
+        assert_eq!(v["running_at_end"], true, "resumed: {v}\n{log}");
+        assert!(v["downtime_s"].as_f64().unwrap() >= 25.0, "it was frozen: {v}");
+    }
+}

@@ -1,0 +1,308 @@
+//! Checks raw request input (path ids, JSON bodies, query strings) into the
+//! [`crate::model`] types, reporting every problem of a request in one 400
+//! `invalid` error (`"id: ...; memory_mib: ..."`). Unknown fields and query
+//! parameters are rejected.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+use crate::model::StartVm;
+
+/// Longest VM (and instance) id.
+pub const MAX_ID_LEN: usize = 48;
+/// Default `timeout_ms` of a stop.
+pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 10_000;
+/// Largest `timeout_ms` of a stop.
+pub const MAX_STOP_TIMEOUT_MS: u64 = 600_000;
+/// Largest `wait_ms` of an events long poll.
+pub const MAX_EVENTS_WAIT_MS: u64 = 30_000;
+
+/// Problems found so far in one request.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, field: &str, message: impl std::fmt::Display) {
+        self.0.push(format!("{field}: {message}"));
+    }
+
+    fn finish<T>(self, value: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
+        if self.0.is_empty() {
+            value()
+        } else {
+            Err(ApiError::invalid(self.0.join("; ")))
+        }
+    }
+}
+
+/// Why `id` is not a VM id (`[A-Za-z0-9._-]{1,48}`), if it is not.
+pub fn id_problem(id: &str) -> Option<String> {
+    let ok = (1..=MAX_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    (!ok).then(|| format!("{id:?} is not an id: 1 to {MAX_ID_LEN} of A-Z a-z 0-9 . _ -"))
+}
+
+/// Checks a VM id from the path.
+pub fn vm_id(id: &str) -> Result<(), ApiError> {
+    match id_problem(id) {
+        None => Ok(()),
+        Some(m) => Err(ApiError::invalid(format!("id: {m}"))),
+    }
+}
+
+/// Parses a JSON body as an object; an empty body is `None`.
+fn object(body: &[u8]) -> Result<Option<Map<String, Value>>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(Some(m)),
+        Ok(_) => Err(ApiError::invalid("body: expected a JSON object")),
+        Err(e) => Err(ApiError::invalid(format!("body: invalid JSON: {e}"))),
+    }
+}
+
+fn unknown(p: &mut Problems, prefix: &str, m: &Map<String, Value>, known: &[&str]) {
+    for key in m.keys().filter(|k| !known.contains(&k.as_str())) {
+        p.add(
+            &format!("{prefix}{key}"),
+            format!("unknown field (expected one of: {})", known.join(", ")),
+        );
+    }
+}
+
+fn string<'a>(p: &mut Problems, field: &str, v: Option<&'a Value>) -> Option<&'a str> {
+    match v {
+        None | Some(Value::Null) => {
+            p.add(field, "required");
+            None
+        }
+        Some(Value::String(s)) => Some(s),
+        Some(_) => {
+            p.add(field, "expected a string");
+            None
+        }
+    }
+}
+
+/// Checks an optional integer in `min..=max`; absent or null is fine.
+fn int(p: &mut Problems, field: &str, v: Option<&Value>, min: u64, max: u64) -> Option<u64> {
+    match v {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                p.add(field, format!("{n} is out of range {min}..={max}"));
+                None
+            }
+        },
+        Some(_) => {
+            p.add(field, "expected an integer");
+            None
+        }
+    }
+}
+
+fn abs_path(p: &mut Problems, field: &str, v: Option<&Value>) {
+    if let Some(s) = string(p, field, v) {
+        if s.contains('\0') {
+            p.add(field, "contains a NUL byte");
+        } else if !s.starts_with('/') {
+            p.add(field, format!("{s:?} is not an absolute path"));
+        }
+    }
+}
+
+/// Checks a start request body into a [`StartVm`].
+pub fn start_vm(body: &[u8]) -> Result<StartVm, ApiError> {
+    let Some(m) = object(body)? else {
+        return Err(ApiError::invalid("body: required: a StartVm JSON object"));
+    };
+    let mut p = Problems::default();
+    if let Some(id) = string(&mut p, "id", m.get("id")) {
+        if let Some(e) = id_problem(id) {
+            p.add("id", e);
+        }
+    }
+    match string(&mut p, "kind", m.get("kind")) {
+        Some("qemu" | "process") | None => {}
+        Some(k) => p.add("kind", format!("{k:?}: expected \"qemu\" or \"process\"")),
+    }
+    abs_path(&mut p, "disk", m.get("disk"));
+    int(&mut p, "memory_mib", m.get("memory_mib"), 16, 65_536);
+    int(&mut p, "vcpus", m.get("vcpus"), 1, 64);
+    match m.get("lease") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(l)) => lease(&mut p, l),
+        Some(_) => p.add("lease", "expected an object or null"),
+    }
+    match m.get("inst") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => {
+            if let Some(e) = id_problem(s) {
+                p.add("inst", e);
+            }
+        }
+        Some(_) => p.add("inst", "expected a string or null"),
+    }
+    unknown(&mut p, "", &m, START_FIELDS);
+    p.finish(|| {
+        serde_json::from_value(Value::Object(m))
+            .map_err(|e| ApiError::invalid(format!("body: {e}")))
+    })
+}
+
+const START_FIELDS: &[&str] = &["id", "kind", "disk", "memory_mib", "vcpus", "lease", "inst"];
+const LEASE_FIELDS: &[&str] = &["lockspace", "path", "offset"];
+
+fn lease(p: &mut Problems, l: &Map<String, Value>) {
+    if let Some(ls) = string(p, "lease.lockspace", l.get("lockspace")) {
+        if let Err(e) = nosplit_lease::Name::new(ls) {
+            p.add("lease.lockspace", e);
+        }
+    }
+    abs_path(p, "lease.path", l.get("path"));
+    match l.get("offset") {
+        None | Some(Value::Null) => p.add("lease.offset", "required"),
+        v => {
+            if let Some(off) = int(p, "lease.offset", v, 0, u64::MAX) {
+                if off % 512 != 0 {
+                    p.add("lease.offset", format!("{off} is not a multiple of 512"));
+                }
+            }
+        }
+    }
+    unknown(p, "lease.", l, LEASE_FIELDS);
+}
+
+/// Checks a stop body: empty, or `{"timeout_ms": n}`.
+pub fn stop_timeout(body: &[u8]) -> Result<Duration, ApiError> {
+    let mut p = Problems::default();
+    let mut ms = DEFAULT_STOP_TIMEOUT_MS;
+    if let Some(m) = object(body)? {
+        if let Some(n) = int(
+            &mut p,
+            "timeout_ms",
+            m.get("timeout_ms"),
+            0,
+            MAX_STOP_TIMEOUT_MS,
+        ) {
+            ms = n;
+        }
+        unknown(&mut p, "", &m, &["timeout_ms"]);
+    }
+    p.finish(|| Ok(Duration::from_millis(ms)))
+}
+
+/// Checks a body that must be empty (or an empty object).
+pub fn no_body(body: &[u8]) -> Result<(), ApiError> {
+    let mut p = Problems::default();
+    if let Some(m) = object(body)? {
+        unknown(&mut p, "", &m, &[]);
+    }
+    p.finish(|| Ok(()))
+}
+
+/// Checks the events query (`after=N&wait_ms=M`) into `(after, wait)`.
+pub fn events_query(query: Option<&str>) -> Result<(u64, Duration), ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|e| ApiError::invalid(format!("query: {e}")))?;
+    let mut p = Problems::default();
+    let (mut after, mut wait) = (None, None);
+    for (k, v) in pairs {
+        let (slot, max) = match k.as_str() {
+            "after" => (&mut after, u64::MAX),
+            "wait_ms" => (&mut wait, MAX_EVENTS_WAIT_MS),
+            _ => {
+                p.add(&k, "unknown query parameter (expected after, wait_ms)");
+                continue;
+            }
+        };
+        if slot.is_some() {
+            p.add(&k, "given twice");
+            continue;
+        }
+        match v.parse::<u64>() {
+            Ok(n) if n <= max => *slot = Some(n),
+            _ => p.add(&k, format!("{v:?} is not an integer in 0..={max}")),
+        }
+    }
+    p.finish(|| Ok((after.unwrap_or(0), Duration::from_millis(wait.unwrap_or(0)))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_vm_reports_everything() {
+        let body = br#"{"id":"a b","kind":"xen","disk":"rel","memory_mib":8,"vcpus":0,
+            "lease":{"lockspace":"","path":"/x\u0000","offset":100,"extra":1},"inst":5,"zzz":1}"#;
+        let e = start_vm(body).unwrap_err();
+        let fields: Vec<&str> = e
+            .message
+            .split("; ")
+            .map(|s| s.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "id",
+                "kind",
+                "disk",
+                "memory_mib",
+                "vcpus",
+                "lease.lockspace",
+                "lease.path",
+                "lease.offset",
+                "lease.extra",
+                "inst",
+                "zzz"
+            ]
+        );
+    }
+
+    #[test]
+    fn start_vm_accepts_good_input() {
+        let body = br#"{"id":"vm-1","kind":"qemu","disk":"/d/vm-1.img",
+            "lease":{"lockspace":"ls1","path":"/s/xleases","offset":1048576}}"#;
+        let s = start_vm(body).unwrap();
+        assert_eq!((s.id.as_str(), s.memory_mib, s.vcpus), ("vm-1", 128, 1));
+        assert_eq!(s.lease.unwrap().offset, 1_048_576);
+        assert!(start_vm(b"").is_err());
+        assert!(start_vm(b"[1]").is_err());
+    }
+
+    #[test]
+    fn stop_and_events() {
+        assert_eq!(stop_timeout(b"").unwrap(), Duration::from_secs(10));
+        assert_eq!(stop_timeout(b"{}").unwrap(), Duration::from_secs(10));
+        assert_eq!(
+            stop_timeout(br#"{"timeout_ms":0}"#).unwrap(),
+            Duration::ZERO
+        );
+        assert!(stop_timeout(br#"{"timeout_ms":600001}"#).is_err());
+        assert!(stop_timeout(br#"{"timeout":1}"#).is_err());
+        assert_eq!(
+            events_query(Some("after=7&wait_ms=250")).unwrap(),
+            (7, Duration::from_millis(250))
+        );
+        assert_eq!(events_query(None).unwrap(), (0, Duration::ZERO));
+        let e = events_query(Some("after=-1&wait_ms=30001&x=1")).unwrap_err();
+        assert_eq!(e.message.matches("; ").count(), 2);
+        assert!(events_query(Some("after=1&after=2")).is_err());
+    }
+
+    #[test]
+    fn ids() {
+        assert!(id_problem("vm-1.a_b").is_none());
+        assert!(id_problem(&"a".repeat(48)).is_none());
+        assert!(id_problem(&"a".repeat(49)).is_some());
+        assert!(id_problem("").is_some());
+        assert!(id_problem("a/b").is_some());
+    }
+}
