@@ -27,6 +27,8 @@ pub struct LabFile {
     pub io_timeout_ms: u32,
     /// Address prefix (`a.b`).
     pub prefix: String,
+    /// VMs under leases.
+    pub protection: bool,
     /// Root directory.
     pub root: PathBuf,
     /// The `nosplit` binary the hosts run.
@@ -64,6 +66,8 @@ impl LabFile {
             layout: Layout::new(&self.root),
             bin: self.bin.clone(),
             n,
+            prefix: prefix_of(self)?,
+            protection: self.protection,
         })
     }
 }
@@ -78,6 +82,7 @@ pub fn up(spec: LabSpec, say: &mut dyn FnMut(&str)) -> Result<LabFile, LabError>
         hosts: lab.spec.hosts,
         io_timeout_ms: lab.spec.io_timeout_ms,
         prefix: prefix.to_string(),
+        protection: lab.spec.protection,
         root: lab.layout.root().to_path_buf(),
         bin: lab.spec.bin.clone(),
         vms: lab
@@ -196,7 +201,14 @@ pub fn status(f: &LabFile) -> Result<Vec<HostStatus>, LabError> {
 pub fn power_off(f: &LabFile, n: u32) -> Result<Vec<u32>, LabError> {
     let h = f.host(n)?;
     let mut none = crate::host::Daemons::default();
-    h.power_off(&mut none)
+    let left = h.power_off(&mut none)?;
+    crate::net_fault(
+        &h.lab,
+        n,
+        crate::scenario::PlaneSel::All,
+        crate::scenario::NetFault::Down,
+    )?;
+    Ok(left)
 }
 
 /// Powers host `n` on: its daemons start again and rejoin.
@@ -208,6 +220,12 @@ pub fn power_on(f: &LabFile, n: u32) -> Result<(), LabError> {
             "host {n} is on (power it off first)"
         )));
     }
+    crate::net_fault(
+        &h.lab,
+        n,
+        crate::scenario::PlaneSel::All,
+        crate::scenario::NetFault::Ok,
+    )?;
     let _daemons = h.power_on()?;
     h.wait_joined(Duration::from_secs(30))
 }

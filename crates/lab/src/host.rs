@@ -31,6 +31,8 @@ pub struct Daemons {
     pub watchdog: Option<Child>,
     /// The lease daemon.
     pub leased: Option<Child>,
+    /// The host agent.
+    pub agent: Option<Child>,
 }
 
 /// Everything needed to act on host `n`.
@@ -44,7 +46,17 @@ pub struct HostCtx {
     pub bin: PathBuf,
     /// Host number (= host id in the lockspace).
     pub n: u32,
+    /// Address prefix of the lab's planes.
+    pub prefix: nosplit_labnet::Prefix,
+    /// VMs must hold leases (false: the agent allows unleased VMs, for
+    /// control runs).
+    pub protection: bool,
 }
+
+/// Port of the agents' HTTP API (on the management plane).
+pub const AGENT_PORT: u16 = 7410;
+/// Port the heartbeats go to on each plane's bridge address.
+pub const BEAT_PORT: u16 = 7411;
 
 impl HostCtx {
     /// The fault filesystem's control socket.
@@ -65,6 +77,61 @@ impl HostCtx {
     /// `leased`'s socket.
     pub fn leased_socket(&self) -> PathBuf {
         self.leased_dir().join("leased.sock")
+    }
+
+    /// The agent's API address (management plane).
+    pub fn agent_addr(&self) -> Result<std::net::SocketAddr, LabError> {
+        let a = nosplit_labnet::naming::host_addrs(self.prefix, self.n)?;
+        Ok(std::net::SocketAddr::from((
+            a.get(nosplit_labnet::Plane::Management),
+            AGENT_PORT,
+        )))
+    }
+
+    /// The lab's agent token file (shared by the lab's agents).
+    pub fn token_file(&self) -> PathBuf {
+        self.layout.root().join("agent.token")
+    }
+
+    /// A client of the host's agent.
+    pub fn agent_client(&self) -> Result<crate::agentclient::AgentClient, LabError> {
+        let token = std::fs::read_to_string(self.token_file())
+            .map_err(|e| LabError::io("reading", self.token_file(), e))?;
+        Ok(crate::agentclient::AgentClient::new(
+            self.agent_addr()?,
+            token.trim(),
+        ))
+    }
+
+    /// Writes the agent's configuration and starts it.
+    pub fn start_agent(&self) -> Result<Child, LabError> {
+        use nosplit_labnet::Plane;
+        let a = nosplit_labnet::naming::host_addrs(self.prefix, self.n)?;
+        let mut planes = String::new();
+        for (p, name) in [
+            (Plane::Management, "mgmt"),
+            (Plane::Service, "svc"),
+            (Plane::Storage, "stor"),
+        ] {
+            let engine = nosplit_labnet::naming::bridge_addr(self.prefix, p);
+            planes.push_str(&format!(
+                "\n[[plane]]\nname = \"{name}\"\naddress = \"{}\"\nengine = \"{engine}:{BEAT_PORT}\"\n",
+                a.get(p)
+            ));
+        }
+        let cfg = self.layout.run(self.n).join("agent.toml");
+        let text = format!(
+            "host_name = \"h{n}\"\nhost_id = {n}\nlisten = \"{listen}\"\ntoken_file = \"{token}\"\nleased_socket = \"{leased}\"\nrun_dir = \"{run}\"\nbin = \"{bin}\"\nallow_unleased = {unleased}\nheartbeat_interval_ms = 250\n{planes}",
+            n = self.n,
+            listen = self.agent_addr()?,
+            token = self.token_file().display(),
+            leased = self.leased_socket().display(),
+            run = self.layout.run(self.n).join("agent").display(),
+            bin = self.bin.display(),
+            unleased = !self.protection,
+        );
+        std::fs::write(&cfg, text).map_err(|e| LabError::io("writing", &cfg, e))?;
+        self.spawn("agent", &["agent", "--config", s(&cfg)])
     }
 
     fn spawn(&self, what: &str, args: &[&str]) -> Result<Child, LabError> {
@@ -139,6 +206,9 @@ impl HostCtx {
         )?);
         self.wait(&mut d.watchdog, "watchdog-lab", || wsock.exists())?;
         d.leased = Some(self.start_leased()?);
+        d.agent = Some(self.start_agent()?);
+        let client = self.agent_client()?;
+        self.wait(&mut d.agent, "agent", || client.ready())?;
         Ok(d)
     }
 
@@ -235,7 +305,7 @@ impl HostCtx {
     /// the dead mount away.
     pub fn power_off(&self, d: &mut Daemons) -> Result<Vec<u32>, LabError> {
         let report = nosplit_labnet::power_off(&self.lab, self.n, Duration::from_secs(5))?;
-        for c in [&mut d.faultfs, &mut d.watchdog, &mut d.leased]
+        for c in [&mut d.faultfs, &mut d.watchdog, &mut d.leased, &mut d.agent]
             .into_iter()
             .flatten()
         {

@@ -4,18 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nosplit_agent::model::{AgentError, LeaseSpec, StartVm, VmKind as AgentKind, VmStatus};
 use nosplit_clock::{Clock, MonoTime, RealClock};
 use nosplit_heartbeat::oracle::{Oracle, OracleHandle};
 use nosplit_labnet::{DropMode, LabName, NetPlan, Plane};
 use nosplit_lease::Liveness;
-use nosplit_vmrt::driver::{RunningVm, VmDriver, VmKind};
 
+use crate::agentclient::CallError;
 use crate::domain::{self, LeaseOffsets};
 use crate::host::{Daemons, HostCtx};
-use crate::launch::{launch, LaunchError, LaunchReq};
 use crate::layout::Layout;
 use crate::netprobe::NetProbe;
 use crate::scenario::{NetFault, PlaneSel, VmKind as Kind};
@@ -64,8 +63,8 @@ pub struct Instance {
     pub inst: String,
     /// Host.
     pub host: u32,
-    /// The process.
-    pub vm: Box<dyn RunningVm>,
+    /// The VM's process on its host.
+    pub pid: u32,
     /// Exit already reported.
     pub reported_exit: bool,
 }
@@ -87,8 +86,6 @@ pub struct Lab {
     pub kinds: BTreeMap<String, Kind>,
     /// Live and dead instances (dead ones until the lab ends).
     pub instances: Vec<(String, Instance)>,
-    qemu: Option<Arc<dyn VmDriver>>,
-    process: Arc<dyn VmDriver>,
     counter: u64,
     /// When the lab came up (`CLOCK_BOOTTIME`).
     pub t0: MonoTime,
@@ -102,6 +99,38 @@ pub struct Lab {
     pub oracle: Option<OracleHandle>,
     /// When the probes started.
     pub probes_since: Instant,
+}
+
+/// A fresh random token for the lab's agents (`agent.token`, mode 0600).
+fn write_token(layout: &Layout) -> Result<(), LabError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = layout.root().join("agent.token");
+    let token: String = (0..4)
+        .map(|_| format!("{:016x}", rand::random::<u64>()))
+        .collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| LabError::io("creating", &path, e))?;
+    f.write_all(token.as_bytes())
+        .map_err(|e| LabError::io("writing", &path, e))
+}
+
+/// Why a start failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LaunchError {
+    /// The lease is held by another (live) owner.
+    #[error("lease busy: {0}")]
+    Busy(String),
+    /// The host is not ready (its leased is still joining).
+    #[error("host not ready: {0}")]
+    NotReady(String),
+    /// Anything else.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Removes whatever a lab named `name` left behind (processes, mounts,
@@ -187,14 +216,13 @@ impl Lab {
             vms.len()
         ));
         let leases = domain::create(&layout, spec.io_timeout_ms, &vms)?;
-        let qemu: Option<Arc<dyn VmDriver>> = if spec.vms.iter().any(|(_, k)| *k == Kind::Qemu) {
+        if spec.vms.iter().any(|(_, k)| *k == Kind::Qemu) {
+            // Built once here; the agents find it in the cache.
             progress("guest image: kernel + initramfs from Debian packages (cached)");
-            let img = nosplit_vmrt::image::build_guest(&layout.guest_cache())
+            nosplit_vmrt::image::build_guest(&layout.guest_cache())
                 .map_err(|e| LabError::Invalid(format!("guest image: {e}")))?;
-            Some(Arc::new(nosplit_vmrt::driver::QemuDriver::new(img)))
-        } else {
-            None
-        };
+        }
+        write_token(&layout)?;
         let clock = RealClock;
         let mut lab = Lab {
             kinds: spec.vms.iter().cloned().collect(),
@@ -204,8 +232,6 @@ impl Lab {
             hosts: BTreeMap::new(),
             leases,
             instances: Vec::new(),
-            qemu,
-            process: Arc::new(nosplit_vmrt::driver::ProcessDriver::new()),
             counter: 0,
             t0: clock.now(),
             timeline: Vec::new(),
@@ -220,8 +246,12 @@ impl Lab {
                 layout: layout.clone(),
                 bin: lab.spec.bin.clone(),
                 n,
+                prefix: lab.spec.prefix,
+                protection: lab.spec.protection,
             };
-            progress(&format!("host h{n}: fault filesystem, watchdog, leased"));
+            progress(&format!(
+                "host h{n}: fault filesystem, watchdog, leased, agent"
+            ));
             let daemons = ctx.power_on()?;
             lab.hosts.insert(
                 n,
@@ -284,12 +314,8 @@ impl Lab {
             let mut d = h.daemons.take().unwrap_or_default();
             h.ctx.power_off(&mut d)?
         };
-        for (_, i) in &mut self.instances {
-            if i.host == n {
-                // Its processes are dead; reap what is ours.
-                let _ = i.vm.kill();
-            }
-        }
+        // A host without power does not answer on any network either.
+        net_fault(&self.name, n, PlaneSel::All, NetFault::Down)?;
         self.log(format!(
             "h{n}: power off{}",
             if stragglers.is_empty() {
@@ -338,6 +364,7 @@ impl Lab {
         if h.daemons.is_some() {
             return Err(LabError::Invalid(format!("host {n} is already on")));
         }
+        net_fault(&h.ctx.lab, n, PlaneSel::All, NetFault::Ok)?;
         h.daemons = Some(h.ctx.power_on()?);
         h.storage = "ok".into();
         self.log(format!("h{n}: power on"));
@@ -445,7 +472,8 @@ impl Lab {
         })
     }
 
-    /// Starts `vm` on host `n` under its lease (unless protection is off).
+    /// Starts `vm` on host `n` through the host's agent, under its lease
+    /// (unless protection is off).
     pub fn start_vm(&mut self, vm: &str, n: u32) -> Result<(), LaunchError> {
         if !self.is_on(n) {
             return Err(LaunchError::Failed(format!("host {n} is off")));
@@ -466,103 +494,93 @@ impl Lab {
             .get(&n)
             .map(|h| h.ctx.clone())
             .ok_or_else(|| LaunchError::Failed(format!("no host {n}")))?;
-        let (driver, vkind) = match kind {
-            Kind::Qemu => (
-                self.qemu
-                    .clone()
-                    .ok_or_else(|| LaunchError::Failed("no guest image".into()))?,
-                VmKind::Qemu {
-                    interval_ms: self.spec.interval_ms,
-                    extra_args: Vec::new(),
-                },
-            ),
-            Kind::Process => (
-                self.process.clone(),
-                VmKind::Process {
-                    program: self.spec.bin.clone(),
-                    args: vec![
-                        "vm-proc".into(),
-                        "--disk".into(),
-                        self.layout
-                            .via(n, &self.layout.disk(vm))
-                            .to_string_lossy()
-                            .into_owned(),
-                        "--vm".into(),
-                        vm.into(),
-                        "--inst".into(),
-                        inst.clone(),
-                        "--interval-ms".into(),
-                        self.spec.interval_ms.to_string(),
-                    ],
-                    env: Vec::new(),
-                },
-            ),
+        let via = |p: &std::path::Path| self.layout.via(n, p).to_string_lossy().into_owned();
+        let req = StartVm {
+            id: vm.into(),
+            kind: match kind {
+                Kind::Qemu => AgentKind::Qemu,
+                Kind::Process => AgentKind::Process,
+            },
+            disk: via(&self.layout.disk(vm)),
+            memory_mib: 128,
+            vcpus: 1,
+            lease: match (self.spec.protection, self.leases.get(vm)) {
+                (true, Some(off)) => Some(LeaseSpec {
+                    lockspace: crate::layout::LOCKSPACE.into(),
+                    path: via(&self.layout.xleases()),
+                    offset: *off,
+                }),
+                _ => None,
+            },
+            inst: Some(inst.clone()),
         };
-        let req = LaunchReq {
-            vm: vm.into(),
-            inst: inst.clone(),
-            host: ctx,
-            kind: vkind,
-            lease_offset: self
-                .spec
-                .protection
-                .then(|| self.leases.get(vm).copied())
-                .flatten(),
-        };
-        match launch(driver.as_ref(), &req) {
-            Ok(running) => {
-                self.log(format!("{vm}: started on h{n} as {inst}"));
+        let client = ctx
+            .agent_client()
+            .map_err(|e| LaunchError::Failed(e.to_string()))?;
+        match client.start(&req) {
+            Ok(info) => {
+                self.log(format!(
+                    "{vm}: started on h{n} as {inst} (pid {})",
+                    info.pid
+                ));
                 self.instances.push((
                     vm.into(),
                     Instance {
                         inst,
                         host: n,
-                        vm: running,
+                        pid: info.pid,
                         reported_exit: false,
                     },
                 ));
                 Ok(())
             }
-            Err(e) => Err(e),
+            Err(CallError::Agent(AgentError::Conflict(m))) => Err(LaunchError::Busy(m)),
+            Err(CallError::Agent(AgentError::Unavailable(m))) if m.contains("still joining") => {
+                Err(LaunchError::NotReady(m))
+            }
+            Err(e) => Err(LaunchError::Failed(format!("h{n}: {e}"))),
         }
     }
 
-    /// Instances that exited since the last call, on powered-on hosts
-    /// (a powered-off host reports nothing): `(vm, host, inst)`.
+    /// Instances that exited since the last call, as reported by the
+    /// agents of powered-on, reachable hosts (a powered-off or cut-off host
+    /// reports nothing): `(vm, host, inst)`.
     pub fn exits(&mut self) -> Vec<(String, u32, String)> {
-        let on: Vec<u32> = self
-            .hosts
+        let hosts: Vec<u32> = self
+            .instances
             .iter()
-            .filter(|(_, h)| h.daemons.is_some())
-            .map(|(n, _)| *n)
+            .filter(|(_, i)| !i.reported_exit && self.is_on(i.host))
+            .map(|(_, i)| i.host)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
             .collect();
         let mut out = Vec::new();
-        for (vm, i) in &mut self.instances {
-            if i.reported_exit {
+        for n in hosts {
+            let Some(client) = self.hosts.get(&n).and_then(|h| h.ctx.agent_client().ok()) else {
                 continue;
-            }
-            let dead = i.vm.state().map(|s| s.is_dead()).unwrap_or(true);
-            if dead {
-                i.reported_exit = true;
-                if on.contains(&i.host) {
-                    out.push((vm.clone(), i.host, i.inst.clone()));
+            };
+            let Ok(vms) = client.list() else { continue };
+            for (vm, i) in &mut self.instances {
+                if i.reported_exit || i.host != n {
+                    continue;
+                }
+                let alive = vms.iter().any(|v| {
+                    v.inst == i.inst && !matches!(v.status, VmStatus::Stopped | VmStatus::Crashed)
+                });
+                if !alive {
+                    i.reported_exit = true;
+                    out.push((vm.clone(), n, i.inst.clone()));
                 }
             }
         }
         for (vm, host, inst) in &out {
-            self.timeline.push((
-                RealClock.now().saturating_since(self.t0),
-                format!("{vm}: {inst} exited on h{host}"),
-            ));
+            self.log(format!("{vm}: {inst} exited on h{host}"));
         }
         out
     }
 
     /// Stops every VM, powers every host off, and removes the lab.
     pub fn down(mut self) -> Result<String, LabError> {
-        for (_, i) in &mut self.instances {
-            let _ = i.vm.kill();
-        }
         self.oracle = None;
         self.store = None;
         self.net = None;

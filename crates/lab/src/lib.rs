@@ -8,13 +8,13 @@
 //! drives the lab (`(state, event, now) -> commands`); the other modules do
 //! the I/O.
 
+pub mod agentclient;
 pub mod control;
 pub mod domain;
 mod error;
 pub mod failover;
 pub mod host;
 mod lab;
-pub mod launch;
 pub mod layout;
 pub mod netprobe;
 pub mod scenario;
@@ -22,4 +22,4 @@ pub mod storewatch;
 pub mod tomlcheck;
 
 pub use error::LabError;
-pub use lab::{down, net_fault, HostRt, Instance, Lab, LabSpec};
+pub use lab::{down, net_fault, HostRt, Instance, Lab, LabSpec, LaunchError};

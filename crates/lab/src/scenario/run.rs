@@ -12,8 +12,7 @@ use nosplit_lease::Liveness;
 use super::report::RunReport;
 use super::{Action, Hosts, Scenario, Step};
 use crate::failover::{Command, Event, Failover, Phase, Policy};
-use crate::launch::LaunchError;
-use crate::{Lab, LabError, LabSpec};
+use crate::{Lab, LabError, LabSpec, LaunchError};
 
 /// How long VMs may take to write their first heartbeat.
 const FIRST_RUN_TIMEOUT: Duration = Duration::from_secs(180);

@@ -1,0 +1,93 @@
+//! The lab's client of a host's agent (its HTTP API on the management
+//! plane), standing in for the engine until the engine lands.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use nosplit_agent::model::{AgentError, StartVm, VmInfo};
+
+/// How long one request may take (a QEMU start included).
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An agent's address and token.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    base: String,
+    auth: String,
+    agent: ureq::Agent,
+}
+
+/// A failed call: the agent's error, or no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The agent answered with an error.
+    #[error("agent: {0}")]
+    Agent(AgentError),
+    /// No usable answer (unreachable, timeout, garbage).
+    #[error("agent unreachable: {0}")]
+    Transport(String),
+}
+
+impl AgentClient {
+    /// A client for the agent at `addr`.
+    pub fn new(addr: SocketAddr, token: &str) -> AgentClient {
+        AgentClient {
+            base: format!("http://{addr}"),
+            auth: format!("Bearer {token}"),
+            agent: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_millis(500))
+                .timeout(TIMEOUT)
+                .build(),
+        }
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(
+        r: Result<ureq::Response, ureq::Error>,
+    ) -> Result<T, CallError> {
+        match r {
+            Ok(resp) => resp
+                .into_json::<T>()
+                .map_err(|e| CallError::Transport(format!("bad answer: {e}"))),
+            Err(ureq::Error::Status(code, resp)) => {
+                let text = resp.into_string().unwrap_or_default();
+                match serde_json::from_str::<AgentError>(&text) {
+                    Ok(e) => Err(CallError::Agent(e)),
+                    Err(_) => Err(CallError::Transport(format!("HTTP {code}: {text}"))),
+                }
+            }
+            Err(e) => Err(CallError::Transport(e.to_string())),
+        }
+    }
+
+    /// Is the agent answering?
+    pub fn ready(&self) -> bool {
+        self.agent
+            .get(&format!("{}/v1/host", self.base))
+            .set("Authorization", &self.auth)
+            .timeout(Duration::from_millis(500))
+            .call()
+            .is_ok()
+    }
+
+    /// Starts a VM.
+    pub fn start(&self, req: &StartVm) -> Result<VmInfo, CallError> {
+        let body = serde_json::to_value(req).map_err(|e| CallError::Transport(e.to_string()))?;
+        Self::decode(
+            self.agent
+                .post(&format!("{}/v1/vms", self.base))
+                .set("Authorization", &self.auth)
+                .send_json(body),
+        )
+    }
+
+    /// Every VM of the host.
+    pub fn list(&self) -> Result<Vec<VmInfo>, CallError> {
+        Self::decode(
+            self.agent
+                .get(&format!("{}/v1/vms", self.base))
+                .set("Authorization", &self.auth)
+                .timeout(Duration::from_secs(2))
+                .call(),
+        )
+    }
+}
