@@ -304,8 +304,15 @@ fn a_cluster_wide_storage_outage_freezes_and_resumes_the_same_vms() {
     assert_eq!(code, 0, "{log}");
     assert_eq!(split_brains(&r), 0, "{log}");
     for v in r["vms"].as_array().unwrap() {
-        assert_eq!(v["instances"].as_array().unwrap().len(), 1, "no restart: {v}\n{log}");
+        assert_eq!(
+            v["instances"].as_array().unwrap().len(),
+            1,
+            "no restart: {v}\n{log}"
+        );
         assert_eq!(v["running_at_end"], true, "resumed: {v}\n{log}");
-        assert!(v["downtime_s"].as_f64().unwrap() >= 25.0, "it was frozen: {v}");
+        assert!(
+            v["downtime_s"].as_f64().unwrap() >= 25.0,
+            "it was frozen: {v}"
+        );
     }
 }
