@@ -9,6 +9,7 @@
 //!   [`config::AgentConfig`].
 //! - [`http`]: the authenticated HTTP API serving an [`model::AgentOps`].
 
+pub mod client;
 pub mod config;
 pub mod core;
 pub mod freeze;

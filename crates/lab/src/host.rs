@@ -94,10 +94,10 @@ impl HostCtx {
     }
 
     /// A client of the host's agent.
-    pub fn agent_client(&self) -> Result<crate::agentclient::AgentClient, LabError> {
+    pub fn agent_client(&self) -> Result<nosplit_agent::client::AgentClient, LabError> {
         let token = std::fs::read_to_string(self.token_file())
             .map_err(|e| LabError::io("reading", self.token_file(), e))?;
-        Ok(crate::agentclient::AgentClient::new(
+        Ok(nosplit_agent::client::AgentClient::new(
             self.agent_addr()?,
             token.trim(),
         ))

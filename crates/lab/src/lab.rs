@@ -12,13 +12,13 @@ use nosplit_heartbeat::oracle::{Oracle, OracleHandle};
 use nosplit_labnet::{DropMode, LabName, NetPlan, Plane};
 use nosplit_lease::Liveness;
 
-use crate::agentclient::CallError;
+use nosplit_agent::client::CallError;
 use crate::domain::{self, LeaseOffsets};
 use crate::host::{Daemons, HostCtx};
 use crate::layout::Layout;
 use crate::netprobe::NetProbe;
 use crate::scenario::{NetFault, PlaneSel, VmKind as Kind};
-use crate::storewatch::StoreWatch;
+use nosplit_lease_runtime::watch::LockspaceWatch;
 use crate::LabError;
 
 /// What a lab is made of.
@@ -92,7 +92,7 @@ pub struct Lab {
     /// `(time since t0, what)`.
     pub timeline: Vec<(Duration, String)>,
     /// The storage truth.
-    pub store: Option<StoreWatch>,
+    pub store: Option<LockspaceWatch>,
     /// Naive network detection.
     pub net: Option<NetProbe>,
     /// The oracle.
@@ -266,7 +266,7 @@ impl Lab {
         for h in lab.hosts.values() {
             h.ctx.wait_joined(Duration::from_secs(30))?;
         }
-        lab.store = Some(StoreWatch::start(&layout)?);
+        lab.store = Some(LockspaceWatch::start(&layout.ids())?);
         let addrs = (1..=lab.spec.hosts)
             .map(|n| plan.host_addrs(n).map(|a| (n, a.get(Plane::Management))))
             .collect::<Result<Vec<_>, _>>()?;

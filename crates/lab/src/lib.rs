@@ -8,7 +8,6 @@
 //! drives the lab (`(state, event, now) -> commands`); the other modules do
 //! the I/O.
 
-pub mod agentclient;
 pub mod control;
 pub mod domain;
 mod error;
@@ -18,7 +17,6 @@ mod lab;
 pub mod layout;
 pub mod netprobe;
 pub mod scenario;
-pub mod storewatch;
 pub mod tomlcheck;
 
 pub use error::LabError;

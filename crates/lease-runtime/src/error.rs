@@ -41,6 +41,14 @@ pub enum RuntimeError {
     /// An invalid name.
     #[error(transparent)]
     Name(#[from] NameError),
+    /// A watcher thread could not start.
+    #[error("starting a lockspace watcher for {path}: {source}")]
+    Thread {
+        /// Storage path.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
     /// An invalid io_timeout.
     #[error("io_timeout: {0}")]
     IoTimeout(String),

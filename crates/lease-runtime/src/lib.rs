@@ -16,6 +16,7 @@ pub mod host_runner;
 pub mod index;
 pub mod sim;
 pub mod target;
+pub mod watch;
 
 pub use error::RuntimeError;
 pub use target::Target;

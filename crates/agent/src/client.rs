@@ -1,10 +1,10 @@
-//! The lab's client of a host's agent (its HTTP API on the management
-//! plane), standing in for the engine until the engine lands.
+//! A blocking client of an agent's HTTP API (the engine's and the lab's
+//! side of it).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use nosplit_agent::model::{AgentError, StartVm, VmInfo};
+use crate::model::{AgentError, StartVm, VmInfo};
 
 /// How long one request may take (a QEMU start included).
 const TIMEOUT: Duration = Duration::from_secs(30);

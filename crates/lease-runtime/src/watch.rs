@@ -1,6 +1,8 @@
-//! The storage truth: a thread that reads the lab's lockspace straight from
-//! the backing file (as the engine does through its own storage path) and
-//! keeps each host's liveness as judged from this process's clock.
+//! The storage truth for an observer that is not a member (the engine, the
+//! lab): a thread that reads a lockspace's host slots every half renewal
+//! interval and keeps each host's liveness as judged from this process's
+//! clock (a host is DEAD only after its slot stopped changing for the
+//! host-dead time, exactly as members judge it).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,27 +10,27 @@ use std::thread::JoinHandle;
 
 use nosplit_lease::format::{is_blank, HostSlot};
 use nosplit_lease::{HostView, Liveness, Timing};
-use nosplit_lease_runtime::direct;
 use nosplit_storage::Storage;
 
-use crate::layout::Layout;
-use crate::LabError;
+use std::path::Path;
+
+use crate::{direct, RuntimeError};
 
 /// Liveness per host id, as last judged.
 pub type Views = Arc<Mutex<Vec<(u32, Liveness, u64)>>>;
 
 /// A running watcher; stops when dropped.
 #[derive(Debug)]
-pub struct StoreWatch {
+pub struct LockspaceWatch {
     views: Views,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl StoreWatch {
-    /// Starts watching the lab's lockspace.
-    pub fn start(layout: &Layout) -> Result<StoreWatch, LabError> {
-        let mut s = direct::open(&layout.ids(), None, None)?;
+impl LockspaceWatch {
+    /// Starts watching the lockspace at offset 0 of `path`.
+    pub fn start(path: &Path) -> Result<LockspaceWatch, RuntimeError> {
+        let mut s = direct::open(path, None, None)?;
         let header = direct::read_header(&mut s, 0)?;
         let g = header.geometry;
         let timing = Timing::from_io_timeout_ms(header.io_timeout_ms);
@@ -68,8 +70,11 @@ impl StoreWatch {
                     std::thread::sleep(timing.renew_interval / 2);
                 }
             })
-            .map_err(|e| LabError::io("starting the lockspace watcher for", layout.ids(), e))?;
-        Ok(StoreWatch {
+            .map_err(|source| RuntimeError::Thread {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(LockspaceWatch {
             views,
             stop,
             thread: Some(thread),
@@ -90,7 +95,7 @@ impl StoreWatch {
     }
 }
 
-impl Drop for StoreWatch {
+impl Drop for LockspaceWatch {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
