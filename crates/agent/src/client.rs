@@ -80,6 +80,16 @@ impl AgentClient {
         )
     }
 
+    /// Stops a VM (SIGKILL after the agent's default timeout).
+    pub fn stop(&self, id: &str) -> Result<VmInfo, CallError> {
+        Self::decode(
+            self.agent
+                .post(&format!("{}/v1/vms/{id}/stop", self.base))
+                .set("Authorization", &self.auth)
+                .send_json(serde_json::json!({})),
+        )
+    }
+
     /// Every VM of the host.
     pub fn list(&self) -> Result<Vec<VmInfo>, CallError> {
         Self::decode(

@@ -181,6 +181,7 @@ pub fn run(cmd: LabCmd) -> Result<()> {
                 vms,
                 interval_ms: 200,
                 prefix,
+                engine: false,
             };
             let f = control::up(spec, &mut |l| println!("{l}"))?;
             println!(

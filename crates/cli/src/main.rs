@@ -3,6 +3,7 @@
 //! exit codes; the work is in the library crates.
 
 mod agent_cmd;
+mod engine_cmd;
 mod lab_cmd;
 mod lease_cmd;
 mod leased_cmd;
@@ -46,6 +47,35 @@ enum Cmd {
         #[arg(long)]
         config: std::path::PathBuf,
     },
+    /// Run the engine: inventory, detection over three planes and storage, HA recovery, REST API.
+    Engine {
+        /// Its TOML configuration.
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+    /// Storage domains (through the engine's API).
+    Domain {
+        #[command(flatten)]
+        conn: engine_cmd::Conn,
+        #[command(subcommand)]
+        cmd: engine_cmd::DomainCmd,
+    },
+    /// Hosts (through the engine's API).
+    Host {
+        #[command(flatten)]
+        conn: engine_cmd::Conn,
+        #[command(subcommand)]
+        cmd: engine_cmd::HostCmd,
+    },
+    /// VMs (through the engine's API).
+    Vm {
+        #[command(flatten)]
+        conn: engine_cmd::Conn,
+        #[command(subcommand)]
+        cmd: engine_cmd::VmCmd,
+    },
+    #[command(flatten)]
+    Ops(OpsCmd),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -65,6 +95,75 @@ enum Cmd {
         /// Slack after the armed expiry before firing, ms.
         #[arg(long, default_value_t = 1000)]
         margin_ms: u64,
+    },
+}
+
+/// The engine's operator commands without a group of their own.
+#[derive(Debug, Subcommand)]
+enum OpsCmd {
+    /// Show the HA strategy, or set it from a JSON file.
+    Strategy {
+        #[command(flatten)]
+        conn: engine_cmd::Conn,
+        /// JSON file with {"rows": [...]}.
+        #[arg(long)]
+        set: Option<std::path::PathBuf>,
+    },
+    /// Show or change HA settings.
+    Ha {
+        #[command(flatten)]
+        conn: engine_cmd::Conn,
+        /// Cluster-wide HA maintenance.
+        #[arg(long, value_parser = ["on", "off"])]
+        maintenance: Option<String>,
+        /// Restarts per second (0: no limit).
+        #[arg(long)]
+        global_rate: Option<u32>,
+        /// Restarts in flight per host (0: no limit).
+        #[arg(long)]
+        per_host_limit: Option<u32>,
+        /// Attempts per VM.
+        #[arg(long)]
+        max_attempts: Option<u32>,
+        /// Self-defense threshold, % of hosts lost.
+        #[arg(long)]
+        defense_pct: Option<u8>,
+        /// Self-recovery threshold, % of hosts up.
+        #[arg(long)]
+        recover_pct: Option<u8>,
+    },
+    /// Restart tasks.
+    Task {
+        #[command(flatten)]
+        conn: engine_cmd::Conn,
+        /// Only this VM.
+        #[arg(long)]
+        vm: Option<String>,
+        /// How many (latest).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Events and alarms.
+    Events {
+        #[command(flatten)]
+        conn: engine_cmd::Conn,
+        /// Only this kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Only this severity.
+        #[arg(long)]
+        severity: Option<String>,
+        /// Keep streaming.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Cluster summary.
+    Status {
+        #[command(flatten)]
+        conn: engine_cmd::Conn,
     },
 }
 
@@ -115,6 +214,19 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         .is_some()
     {
         return 2;
+    }
+    if e.downcast_ref::<nosplit_engine::config::ConfigErrors>()
+        .is_some()
+    {
+        return 2;
+    }
+    if let Some(c) = e.downcast_ref::<nosplit_engine_api::client::ClientError>() {
+        return match c.kind().map(|k| format!("{k:?}")).as_deref() {
+            Some("Invalid") => 2,
+            Some("Conflict") => 3,
+            Some("NotFound") => 4,
+            _ => 1,
+        };
     }
     if e.downcast_ref::<lab_cmd::ExpectationFailed>().is_some() {
         return 6;
@@ -190,6 +302,53 @@ fn main() -> ExitCode {
         Cmd::VmProc(a) => lab_cmd::vm_proc(a),
         Cmd::VmFreeze(a) => lab_cmd::vm_freeze(a),
         Cmd::Agent { config } => agent_cmd::agent(config),
+        Cmd::Engine { config } => engine_cmd::engine(config),
+        Cmd::Domain { conn, cmd } => engine_cmd::op(&conn, engine_cmd::OpCmd::Domain(cmd)),
+        Cmd::Host { conn, cmd } => engine_cmd::op(&conn, engine_cmd::OpCmd::Host(cmd)),
+        Cmd::Vm { conn, cmd } => engine_cmd::op(&conn, engine_cmd::OpCmd::Vm(cmd)),
+        Cmd::Ops(o) => match o {
+            OpsCmd::Strategy { conn, set } => {
+                engine_cmd::op(&conn, engine_cmd::OpCmd::Strategy { set })
+            }
+            OpsCmd::Ha {
+                conn,
+                maintenance,
+                global_rate,
+                per_host_limit,
+                max_attempts,
+                defense_pct,
+                recover_pct,
+            } => engine_cmd::op(
+                &conn,
+                engine_cmd::OpCmd::Ha {
+                    maintenance,
+                    global_rate,
+                    per_host_limit,
+                    max_attempts,
+                    defense_pct,
+                    recover_pct,
+                },
+            ),
+            OpsCmd::Task { conn, vm, limit } => {
+                engine_cmd::op(&conn, engine_cmd::OpCmd::Task { vm, limit })
+            }
+            OpsCmd::Events {
+                conn,
+                kind,
+                host,
+                severity,
+                follow,
+            } => engine_cmd::op(
+                &conn,
+                engine_cmd::OpCmd::Events {
+                    kind,
+                    host,
+                    severity,
+                    follow,
+                },
+            ),
+            OpsCmd::Status { conn } => engine_cmd::op(&conn, engine_cmd::OpCmd::Status),
+        },
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

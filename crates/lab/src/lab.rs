@@ -12,14 +12,14 @@ use nosplit_heartbeat::oracle::{Oracle, OracleHandle};
 use nosplit_labnet::{DropMode, LabName, NetPlan, Plane};
 use nosplit_lease::Liveness;
 
-use nosplit_agent::client::CallError;
 use crate::domain::{self, LeaseOffsets};
 use crate::host::{Daemons, HostCtx};
 use crate::layout::Layout;
 use crate::netprobe::NetProbe;
 use crate::scenario::{NetFault, PlaneSel, VmKind as Kind};
-use nosplit_lease_runtime::watch::LockspaceWatch;
 use crate::LabError;
+use nosplit_agent::client::CallError;
+use nosplit_lease_runtime::watch::LockspaceWatch;
 
 /// What a lab is made of.
 #[derive(Debug, Clone)]
@@ -43,6 +43,9 @@ pub struct LabSpec {
     /// Address prefix of the planes (`a.b`: 10.77 gives 10.77.{1,2,3}.0/24);
     /// labs that run at the same time need different prefixes.
     pub prefix: nosplit_labnet::Prefix,
+    /// Run the real engine (`nosplit engine`) and let it place and recover
+    /// the VMs; otherwise the lab's own policy does.
+    pub engine: bool,
 }
 
 /// One host at run time.
@@ -99,6 +102,9 @@ pub struct Lab {
     pub oracle: Option<OracleHandle>,
     /// When the probes started.
     pub probes_since: Instant,
+    /// The real engine, when the spec asks for it.
+    pub engine: Option<crate::engine::LabEngine>,
+    engine_epoch: MonoTime,
 }
 
 /// A fresh random token for the lab's agents (`agent.token`, mode 0600).
@@ -215,14 +221,25 @@ impl Lab {
             spec.io_timeout_ms,
             vms.len()
         ));
-        let leases = domain::create(&layout, spec.io_timeout_ms, &vms)?;
         if spec.vms.iter().any(|(_, k)| *k == Kind::Qemu) {
             // Built once here; the agents find it in the cache.
             progress("guest image: kernel + initramfs from Debian packages (cached)");
             nosplit_vmrt::image::build_guest(&layout.guest_cache())
                 .map_err(|e| LabError::Invalid(format!("guest image: {e}")))?;
         }
+        std::fs::create_dir_all(layout.shared())
+            .map_err(|e| LabError::io("creating", layout.shared(), e))?;
         write_token(&layout)?;
+        let engine_epoch = RealClock.now();
+        let (leases, engine) = if spec.engine {
+            progress("engine: nosplit engine with its store; domain and VMs through its API");
+            let e = crate::engine::LabEngine::start(&name, &layout, &spec.bin, spec.prefix)?;
+            let leases =
+                crate::engine::register_domain_and_vms(&e, &layout, spec.io_timeout_ms, &spec.vms)?;
+            (leases, Some(e))
+        } else {
+            (domain::create(&layout, spec.io_timeout_ms, &vms)?, None)
+        };
         let clock = RealClock;
         let mut lab = Lab {
             kinds: spec.vms.iter().cloned().collect(),
@@ -239,6 +256,8 @@ impl Lab {
             net: None,
             oracle: None,
             probes_since: Instant::now(),
+            engine,
+            engine_epoch,
         };
         for n in 1..=lab.spec.hosts {
             let ctx = HostCtx {
@@ -266,6 +285,9 @@ impl Lab {
         for h in lab.hosts.values() {
             h.ctx.wait_joined(Duration::from_secs(30))?;
         }
+        if let Some(e) = &lab.engine {
+            crate::engine::register_hosts(e, &lab)?;
+        }
         lab.store = Some(LockspaceWatch::start(&layout.ids())?);
         let addrs = (1..=lab.spec.hosts)
             .map(|n| plan.host_addrs(n).map(|a| (n, a.get(Plane::Management))))
@@ -280,6 +302,11 @@ impl Lab {
         lab.t0 = clock.now();
         lab.log("lab up");
         Ok(lab)
+    }
+
+    /// When the engine's clock started (its events count from there).
+    pub fn engine_epoch(&self) -> MonoTime {
+        self.engine_epoch
     }
 
     /// Seconds since the lab came up.
@@ -482,6 +509,17 @@ impl Lab {
             .kinds
             .get(vm)
             .ok_or_else(|| LaunchError::Failed(format!("no VM {vm}")))?;
+        if let Some(e) = &self.engine {
+            let v = e
+                .client
+                .start_vm(vm, Some(&format!("h{n}")))
+                .map_err(|e| LaunchError::Failed(format!("engine: {e}")))?;
+            self.log(format!(
+                "{vm}: started on h{n} by the engine ({:?})",
+                v.host
+            ));
+            return Ok(());
+        }
         if self.spec.protection {
             if let Some(why) = self.lease_busy(vm) {
                 return Err(LaunchError::Busy(why));

@@ -10,6 +10,7 @@
 
 pub mod control;
 pub mod domain;
+pub mod engine;
 mod error;
 pub mod failover;
 pub mod host;
@@ -17,7 +18,6 @@ mod lab;
 pub mod layout;
 pub mod netprobe;
 pub mod scenario;
-pub mod tomlcheck;
 
 pub use error::LabError;
 pub use lab::{down, net_fault, HostRt, Instance, Lab, LabSpec, LaunchError};

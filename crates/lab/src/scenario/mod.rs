@@ -8,6 +8,8 @@
 //! hosts = 3                        # 1..=16, default 3
 //! io_timeout_ms = 1000             # lockspace io_timeout, default 1000
 //! protection = true                # VMs under leases; false = control run
+//! engine = false                   # true: the real engine places and recovers
+//!                                  # the VMs (nosplit engine); false: the lab's policy
 //! duration_s = 40                  # run length after every VM first ran; required
 //! net_timeout_ms = 3000            # a host unreachable on its management plane
 //!                                  # this long is presumed lost (naive detection)
@@ -158,6 +160,8 @@ pub struct Scenario {
     pub io_timeout_ms: u32,
     /// VMs under leases.
     pub protection: bool,
+    /// The real engine recovers (not the lab's policy).
+    pub engine: bool,
     /// Run length after every VM first ran.
     pub duration: Duration,
     /// Naive network detection time.

@@ -60,6 +60,7 @@ pub fn run(
         vms: sc.vms.iter().map(|v| (v.name.clone(), v.kind)).collect(),
         interval_ms: opts.interval_ms,
         prefix: opts.prefix,
+        engine: sc.engine,
     };
     say(&format!(
         "scenario {:?}: {} hosts, {} VMs, protection {}",
@@ -75,7 +76,16 @@ pub fn run(
     let mut lab = Lab::up(spec, &mut |s| say(s))?;
     let result = drive(&mut lab, sc, say);
     let oracle = lab.oracle.take().map(|o| o.stop()).unwrap_or_default();
-    let timeline = lab.timeline.clone();
+    let mut timeline = lab.timeline.clone();
+    if let Some(e) = &lab.engine {
+        // The engine's own account, on the lab's clock.
+        let offset = lab.t0.saturating_since(lab.engine_epoch());
+        for (ms, line) in crate::engine::events(e) {
+            let t = Duration::from_millis(ms).saturating_sub(offset);
+            timeline.push((t, line));
+        }
+        timeline.sort_by_key(|(t, _)| *t);
+    }
     let down = lab.down();
     let (start_ns, steps) = result?;
     say(&format!("lab down: {}", down?));
@@ -191,8 +201,13 @@ fn drive(
             apply(lab, s)?;
             done.push((clock.now().as_nanos(), s.clone()));
         }
-        feed_hosts(lab, &mut policy, &mut seen);
-        step_policy(lab, &mut policy, sc, say);
+        if lab.engine.is_some() {
+            // The engine recovers; the lab only watches.
+            lab.check_resets();
+        } else {
+            feed_hosts(lab, &mut policy, &mut seen);
+            step_policy(lab, &mut policy, sc, say);
+        }
         std::thread::sleep(TICK);
     }
     Ok((start_ns, done))

@@ -7,7 +7,7 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 use super::{Action, Hosts, NetFault, PlaneSel, Scenario, Step, VmKind, VmSpec};
-use crate::tomlcheck::{Fields, Problem};
+use nosplit_tomlcheck::{Fields, Problem};
 
 /// Every problem found in a scenario file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,6 +95,13 @@ fn check(t: &Table, problems: &mut Vec<Problem>) -> Option<Scenario> {
         }
     }
     let protection = f.bool("protection").unwrap_or(true);
+    let engine = f.bool("engine").unwrap_or(false);
+    if engine && !protection {
+        f.problem(
+            "engine",
+            "the engine always uses leases: it cannot run a control run (protection = false)",
+        );
+    }
     let duration = f.num("duration_s", 0.1, 3600.0);
     if duration.is_none() && !t.contains_key("duration_s") {
         f.missing(
@@ -147,6 +154,7 @@ fn check(t: &Table, problems: &mut Vec<Problem>) -> Option<Scenario> {
         hosts,
         io_timeout_ms: io_timeout_ms.unwrap_or(1000),
         protection,
+        engine,
         duration: dur?,
         net_timeout: Duration::from_millis(net_timeout),
         vms,

@@ -27,7 +27,8 @@ impl fmt::Display for Problem {
 }
 
 /// Walks one table; [`Fields::finish`] reports the fields nobody took.
-pub(crate) struct Fields<'a, 'p> {
+#[derive(Debug)]
+pub struct Fields<'a, 'p> {
     table: &'a Table,
     prefix: String,
     taken: BTreeSet<&'static str>,
@@ -35,7 +36,7 @@ pub(crate) struct Fields<'a, 'p> {
 }
 
 impl<'a, 'p> Fields<'a, 'p> {
-    pub(crate) fn new(table: &'a Table, prefix: String, problems: &'p mut Vec<Problem>) -> Self {
+    pub fn new(table: &'a Table, prefix: String, problems: &'p mut Vec<Problem>) -> Self {
         Fields {
             table,
             prefix,
@@ -45,7 +46,7 @@ impl<'a, 'p> Fields<'a, 'p> {
     }
 
     /// The path of `key` in this table.
-    pub(crate) fn path(&self, key: &str) -> String {
+    pub fn path(&self, key: &str) -> String {
         if self.prefix.is_empty() {
             key.to_string()
         } else {
@@ -54,7 +55,7 @@ impl<'a, 'p> Fields<'a, 'p> {
     }
 
     /// Records a problem with `key`.
-    pub(crate) fn problem(&mut self, key: &str, message: impl Into<String>) {
+    pub fn problem(&mut self, key: &str, message: impl Into<String>) {
         let field = self.path(key);
         self.problems.push(Problem {
             field,
@@ -84,17 +85,17 @@ impl<'a, 'p> Fields<'a, 'p> {
     }
 
     /// An optional string.
-    pub(crate) fn str(&mut self, key: &'static str) -> Option<String> {
+    pub fn str(&mut self, key: &'static str) -> Option<String> {
         self.typed(key, "a string", |v| v.as_str().map(str::to_string))
     }
 
     /// An optional boolean.
-    pub(crate) fn bool(&mut self, key: &'static str) -> Option<bool> {
+    pub fn bool(&mut self, key: &'static str) -> Option<bool> {
         self.typed(key, "true or false", Value::as_bool)
     }
 
     /// An optional non-negative integer within `lo..=hi`.
-    pub(crate) fn int(&mut self, key: &'static str, lo: u64, hi: u64) -> Option<u64> {
+    pub fn int(&mut self, key: &'static str, lo: u64, hi: u64) -> Option<u64> {
         let n = self.typed(key, "an integer", Value::as_integer)?;
         match u64::try_from(n) {
             Ok(n) if (lo..=hi).contains(&n) => Some(n),
@@ -106,13 +107,13 @@ impl<'a, 'p> Fields<'a, 'p> {
     }
 
     /// An optional integer within `lo..=hi` that fits a `u32`.
-    pub(crate) fn int32(&mut self, key: &'static str, lo: u32, hi: u32) -> Option<u32> {
+    pub fn int32(&mut self, key: &'static str, lo: u32, hi: u32) -> Option<u32> {
         self.int(key, u64::from(lo), u64::from(hi))
             .and_then(|n| u32::try_from(n).ok())
     }
 
     /// An optional number (integer or float) within `lo..=hi`.
-    pub(crate) fn num(&mut self, key: &'static str, lo: f64, hi: f64) -> Option<f64> {
+    pub fn num(&mut self, key: &'static str, lo: f64, hi: f64) -> Option<f64> {
         let n = self.typed(key, "a number", |v| {
             v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
         })?;
@@ -125,7 +126,7 @@ impl<'a, 'p> Fields<'a, 'p> {
     }
 
     /// An optional array of tables.
-    pub(crate) fn tables(&mut self, key: &'static str) -> Vec<&'a Table> {
+    pub fn tables(&mut self, key: &'static str) -> Vec<&'a Table> {
         let Some(v) = self.take(key) else {
             return Vec::new();
         };
@@ -153,7 +154,7 @@ impl<'a, 'p> Fields<'a, 'p> {
     }
 
     /// An optional table.
-    pub(crate) fn take_table(&mut self, key: &'static str) -> Option<&'a Table> {
+    pub fn take_table(&mut self, key: &'static str) -> Option<&'a Table> {
         let v = self.take(key)?;
         if v.as_table().is_none() {
             self.problem(key, format!("expected a table, found {}", v.type_str()));
@@ -162,17 +163,17 @@ impl<'a, 'p> Fields<'a, 'p> {
     }
 
     /// Marks `key` as known (the caller checks it itself).
-    pub(crate) fn mark(&mut self, key: &'static str) {
+    pub fn mark(&mut self, key: &'static str) {
         self.taken.insert(key);
     }
 
     /// A required field was absent.
-    pub(crate) fn missing(&mut self, key: &'static str, hint: &str) {
+    pub fn missing(&mut self, key: &'static str, hint: &str) {
         self.problem(key, format!("required: {hint}"));
     }
 
     /// Reports every field not taken.
-    pub(crate) fn finish(self) {
+    pub fn finish(self) {
         let known: Vec<&str> = self.taken.iter().copied().collect();
         for key in self.table.keys() {
             if !self.taken.contains(key.as_str()) {

@@ -1,0 +1,346 @@
+//! The engine's loop: heartbeats and the storage truth in, the core's
+//! commands out (VM starts through the agents, events into the store).
+//! One thread runs the loop; each VM start runs on a thread of its own and
+//! reports back through a channel, so a slow agent never stalls detection.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use nosplit_agent::client::{AgentClient, CallError};
+use nosplit_agent::model::{AgentError, LeaseSpec, StartVm, VmKind as AgentKind, VmStatus};
+use nosplit_clock::{Clock, MonoTime, RealClock};
+use nosplit_engine_core::engine::{Core, CoreConfig, Input};
+use nosplit_engine_core::model::{Domain, EngineEvent, Host, Vm, VmKind};
+use nosplit_engine_core::{Command, LeaseState, StartOutcome};
+use nosplit_engine_store::Store;
+use nosplit_lease::Liveness;
+use nosplit_lease_runtime::watch::LockspaceWatch;
+
+use crate::beats::{Listeners, Received};
+use crate::config::EngineConfig;
+
+/// Loop period.
+const TICK: Duration = Duration::from_millis(100);
+/// How often the agents are asked what runs on them.
+const POLL_AGENTS: Duration = Duration::from_secs(2);
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The running engine.
+pub struct Engine {
+    pub(crate) cfg: EngineConfig,
+    pub(crate) store: Box<dyn Store>,
+    pub(crate) core: Mutex<Core>,
+    pub(crate) watches: Mutex<BTreeMap<String, LockspaceWatch>>,
+    pub(crate) epoch: MonoTime,
+    results: Mutex<Sender<Input>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store.
+    #[error("store: {0}")]
+    Store(#[from] nosplit_engine_store::StoreError),
+    /// The core refused the stored settings.
+    #[error("core: {0}")]
+    Core(#[from] nosplit_engine_core::CoreError),
+    /// Heartbeat listeners.
+    #[error(transparent)]
+    Listen(#[from] crate::beats::ListenError),
+    /// A thread.
+    #[error("starting the engine loop: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A host's view of a domain directory: `host_path` with `{host}` replaced.
+pub fn host_dir(d: &Domain, host: &str) -> PathBuf {
+    PathBuf::from(d.host_path.replace("{host}", host))
+}
+
+fn lease_state(l: Liveness) -> LeaseState {
+    match l {
+        Liveness::Free => LeaseState::Free,
+        Liveness::Live => LeaseState::Live,
+        Liveness::Fail => LeaseState::Fail,
+        Liveness::Dead => LeaseState::Dead,
+    }
+}
+
+impl Engine {
+    /// Opens the store, loads the inventory into the core, starts the
+    /// heartbeat listeners, the lockspace watchers and the loop.
+    pub fn start(
+        cfg: EngineConfig,
+        store: Box<dyn Store>,
+    ) -> Result<(Arc<Engine>, Listeners), StartError> {
+        let now = RealClock.now();
+        let core_cfg = CoreConfig {
+            plane_timeout: cfg.plane_timeout,
+            epoch: now,
+            ..CoreConfig::default()
+        };
+        let mut core = Core::new(core_cfg, store.ha_settings()?, store.strategy()?, now)?;
+        for h in store.list_hosts()? {
+            core.on_event(Input::UpsertHost(h), now)?;
+        }
+        for v in store.list_vms()? {
+            core.on_event(Input::UpsertVm(v), now)?;
+        }
+        let (tx, rx) = channel();
+        let (btx, brx) = channel();
+        let listeners = Listeners::start(&cfg.heartbeats, btx)?;
+        let engine = Arc::new(Engine {
+            cfg,
+            store,
+            core: Mutex::new(core),
+            watches: Mutex::new(BTreeMap::new()),
+            epoch: now,
+            results: Mutex::new(tx),
+        });
+        for d in engine.store.list_domains()? {
+            engine.watch(&d);
+        }
+        let e = engine.clone();
+        std::thread::Builder::new()
+            .name("engine-loop".into())
+            .spawn(move || e.run(&brx, &rx))
+            .map_err(StartError::Thread)?;
+        Ok((engine, listeners))
+    }
+
+    /// Starts watching a domain's lockspace (the storage truth).
+    pub(crate) fn watch(&self, d: &Domain) {
+        match LockspaceWatch::start(&crate::domainops::ids(Path::new(&d.path))) {
+            Ok(w) => {
+                lock(&self.watches).insert(d.name.clone(), w);
+            }
+            Err(e) => self.publish(vec![Command::Event(self.event(
+                "warning",
+                "domain-unreadable",
+                None,
+                format!("domain {}: {e}", d.name),
+            ))]),
+        }
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(RealClock.now().saturating_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn event(
+        &self,
+        severity: &str,
+        kind: &str,
+        host: Option<&str>,
+        detail: String,
+    ) -> EngineEvent {
+        EngineEvent {
+            seq: 0,
+            at_ms: self.now_ms(),
+            severity: severity.into(),
+            kind: kind.into(),
+            host: host.map(str::to_string),
+            vm: None,
+            detail,
+        }
+    }
+
+    /// Feeds one input to the core and carries out what it asks.
+    pub(crate) fn input(&self, i: Input) -> Result<(), nosplit_engine_core::CoreError> {
+        let cmds = lock(&self.core).on_event(i, RealClock.now())?;
+        self.publish(cmds);
+        Ok(())
+    }
+
+    fn run(self: Arc<Self>, beats: &Receiver<Received>, results: &Receiver<Input>) {
+        let mut last_lease: BTreeMap<String, LeaseState> = BTreeMap::new();
+        let mut last_poll = RealClock.now();
+        loop {
+            let hosts: Vec<Host> = self.store.list_hosts().unwrap_or_default();
+            let by_id: BTreeMap<u32, String> =
+                hosts.iter().map(|h| (h.host_id, h.name.clone())).collect();
+            while let Ok(b) = beats.try_recv() {
+                if let Some(name) = by_id.get(&b.host_id) {
+                    let _ = self.input(Input::Heartbeat {
+                        host: name.clone(),
+                        plane: b.plane,
+                    });
+                }
+            }
+            while let Ok(r) = results.try_recv() {
+                let _ = self.input(r);
+            }
+            // The storage truth: every host's lease in the first domain that knows it.
+            let mut seen: BTreeMap<u32, Liveness> = BTreeMap::new();
+            for w in lock(&self.watches).values() {
+                for (h, l, _) in w.hosts() {
+                    seen.entry(h).or_insert(l);
+                }
+            }
+            for h in &hosts {
+                let st = seen
+                    .get(&h.host_id)
+                    .map_or(LeaseState::Unknown, |l| lease_state(*l));
+                if last_lease.insert(h.name.clone(), st) != Some(st) {
+                    let _ = self.input(Input::Lease {
+                        host: h.name.clone(),
+                        state: st,
+                    });
+                }
+            }
+            let now = RealClock.now();
+            if now.saturating_since(last_poll) >= POLL_AGENTS {
+                last_poll = now;
+                self.poll_agents(&hosts);
+            }
+            let cmds = lock(&self.core).tick(RealClock.now());
+            self.publish(cmds);
+            std::thread::sleep(TICK);
+        }
+    }
+
+    /// Tells the core which VMs reachable agents report running.
+    fn poll_agents(&self, hosts: &[Host]) {
+        for h in hosts {
+            let Ok(addr) = h.agent.parse() else { continue };
+            let c = AgentClient::new(addr, &self.cfg.agent_token);
+            let Ok(vms) = c.list() else { continue };
+            for v in vms {
+                if matches!(
+                    v.status,
+                    VmStatus::Running | VmStatus::Paused | VmStatus::Frozen | VmStatus::IoError
+                ) {
+                    let _ = self.input(Input::VmRunning {
+                        vm: v.id,
+                        host: h.name.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Stores events, and starts VMs on their own threads.
+    pub(crate) fn publish(&self, cmds: Vec<Command>) {
+        for c in cmds {
+            match c {
+                Command::Event(e) => {
+                    eprintln!(
+                        "engine: {} {} {} {}",
+                        e.severity,
+                        e.kind,
+                        e.host.as_deref().or(e.vm.as_deref()).unwrap_or("-"),
+                        e.detail
+                    );
+                    let _ = self.store.append_event(&e);
+                }
+                Command::TaskUpdate(_) => {}
+                Command::StartVm { vm, host, task } => {
+                    let job = self.start_job(&vm, &host);
+                    let tx = lock(&self.results).clone();
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("start-{vm}"))
+                        .spawn(move || {
+                            let outcome = match job {
+                                Ok(j) => j.run(),
+                                Err(e) => StartOutcome::Failed(e),
+                            };
+                            let _ = tx.send(Input::StartResult { task, outcome });
+                        });
+                    if spawned.is_err() {
+                        let _ = lock(&self.results).send(Input::StartResult {
+                            task,
+                            outcome: StartOutcome::Failed("no thread for the start".into()),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Everything a start needs, read now (the thread does only the call).
+    pub(crate) fn start_job(&self, vm: &str, host: &str) -> Result<StartJob, String> {
+        let v = self.store.get_vm(vm).map_err(|e| e.to_string())?;
+        let h = self.store.get_host(host).map_err(|e| e.to_string())?;
+        let d = self
+            .store
+            .get_domain(&v.domain)
+            .map_err(|e| e.to_string())?;
+        let addr = h
+            .agent
+            .parse()
+            .map_err(|_| format!("host {host}: bad agent address {}", h.agent))?;
+        Ok(StartJob {
+            client: AgentClient::new(addr, &self.cfg.agent_token),
+            req: start_request(&v, &d, host),
+        })
+    }
+}
+
+/// The agent request that starts `v` on `host`.
+pub(crate) fn start_request(v: &Vm, d: &Domain, host: &str) -> StartVm {
+    let dir = host_dir(d, host);
+    StartVm {
+        id: v.id.clone(),
+        kind: match v.kind {
+            VmKind::Qemu => AgentKind::Qemu,
+            VmKind::Process => AgentKind::Process,
+        },
+        disk: crate::domainops::disk(&dir, &v.id).display().to_string(),
+        memory_mib: v.memory_mib,
+        vcpus: v.vcpus,
+        lease: Some(LeaseSpec {
+            lockspace: d.name.clone(),
+            path: crate::domainops::xleases(&dir).display().to_string(),
+            offset: v.lease_offset,
+        }),
+        inst: Some(format!(
+            "{}.{:04x}-{}.{host}",
+            v.id,
+            RUN.get_or_init(rand::random::<u16>),
+            INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )),
+    }
+}
+
+/// This engine process's random tag in instance ids, so ids never repeat
+/// across engine restarts.
+static RUN: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+
+/// Numbers the instances this engine starts (`<vm>.<run>-<n>.<host>`).
+static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// One VM start, ready to run on its own thread.
+#[derive(Debug)]
+pub(crate) struct StartJob {
+    client: AgentClient,
+    req: StartVm,
+}
+
+impl StartJob {
+    pub(crate) fn run(&self) -> StartOutcome {
+        match self.client.start(&self.req) {
+            Ok(_) => StartOutcome::Ok,
+            Err(CallError::Agent(AgentError::Conflict(m))) if m.contains("lease") => {
+                StartOutcome::Busy
+            }
+            Err(CallError::Agent(AgentError::Unavailable(m))) if m.contains("still joining") => {
+                StartOutcome::Busy
+            }
+            Err(e) => StartOutcome::Failed(e.to_string()),
+        }
+    }
+}

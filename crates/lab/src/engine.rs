@@ -1,0 +1,229 @@
+//! The real engine in the lab: `nosplit engine` in the root namespace (the
+//! controller sits outside the hosts), listening for heartbeats on the
+//! three bridges, with the lab's storage domain, hosts and VMs registered
+//! through its REST API. In its own cgroup under the lab's, so `lab down`
+//! removes it like everything else.
+
+use std::fs::OpenOptions;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nosplit_engine_api::client::Client;
+use nosplit_labnet::{LabName, Plane, Prefix};
+
+use crate::host::BEAT_PORT;
+use crate::layout::Layout;
+use crate::LabError;
+
+/// The lab's engine process and a client with the admin token.
+#[derive(Debug)]
+pub struct LabEngine {
+    child: Child,
+    /// Admin client.
+    pub client: Client,
+    /// Its API address.
+    pub addr: SocketAddr,
+}
+
+fn secret_file(path: &std::path::Path) -> Result<String, LabError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let token: String = (0..4)
+        .map(|_| format!("{:016x}", rand::random::<u64>()))
+        .collect();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| LabError::io("creating", path, e))?;
+    f.write_all(token.as_bytes())
+        .map_err(|e| LabError::io("writing", path, e))?;
+    Ok(token)
+}
+
+impl LabEngine {
+    /// Starts the engine of lab `lab` and waits for its API.
+    pub fn start(
+        lab: &LabName,
+        layout: &Layout,
+        bin: &std::path::Path,
+        prefix: Prefix,
+    ) -> Result<LabEngine, LabError> {
+        let root = layout.root();
+        let admin = secret_file(&root.join("admin.token"))?;
+        // A free loopback port for the API.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| LabError::io("finding a free port for the engine", root, e))?;
+        let mut beats = String::new();
+        for (p, name) in [
+            (Plane::Management, "mgmt"),
+            (Plane::Service, "svc"),
+            (Plane::Storage, "stor"),
+        ] {
+            beats.push_str(&format!(
+                "\n[[heartbeat]]\nplane = \"{name}\"\nlisten = \"{}:{BEAT_PORT}\"\n",
+                nosplit_labnet::naming::bridge_addr(prefix, p)
+            ));
+        }
+        let cfg = root.join("engine.toml");
+        let text = format!(
+            "listen = \"{addr}\"\nstore = \"{}\"\nagent_token_file = \"{}\"\nplane_timeout_ms = 1500\n\n[[token]]\nrole = \"admin\"\nfile = \"{}\"\n{beats}",
+            root.join("engine.redb").display(),
+            root.join("agent.token").display(),
+            root.join("admin.token").display(),
+        );
+        std::fs::write(&cfg, text).map_err(|e| LabError::io("writing", &cfg, e))?;
+        let log_path = root.join("engine.log");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| LabError::io("opening", &log_path, e))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| LabError::io("opening", &log_path, e))?;
+        let cg = nosplit_labnet::cgroup::lab_cgroup_dir(lab)?.join("engine");
+        std::fs::create_dir_all(&cg).map_err(|e| LabError::io("creating", &cg, e))?;
+        let child = Command::new(bin)
+            .args(["engine", "--config"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| LabError::io("starting the engine", bin, e))?;
+        // The engine does not fork: moving it now puts all of it there.
+        let procs = cg.join("cgroup.procs");
+        std::fs::write(&procs, child.id().to_string())
+            .map_err(|e| LabError::io("writing", &procs, e))?;
+        let client = Client::new(&format!("http://{addr}"), &admin)
+            .map_err(|e| LabError::Invalid(format!("engine client: {e}")))?
+            .with_timeout(Duration::from_secs(60));
+        let mut e = LabEngine {
+            child,
+            client,
+            addr,
+        };
+        let start = Instant::now();
+        loop {
+            if e.client.status().is_ok() {
+                return Ok(e);
+            }
+            if let Ok(Some(st)) = e.child.try_wait() {
+                let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(LabError::Invalid(format!(
+                    "the engine exited at start ({st}): {tail}"
+                )));
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                return Err(LabError::Invalid(
+                    "the engine's API did not answer in 15 s".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for LabEngine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates the lab's storage domain (lockspace `lab`) and its VMs (HA,
+/// with their leases and disks) through the engine; returns the lease
+/// offsets.
+pub fn register_domain_and_vms(
+    e: &LabEngine,
+    layout: &Layout,
+    io_timeout_ms: u32,
+    vms: &[(String, crate::scenario::VmKind)],
+) -> Result<crate::domain::LeaseOffsets, LabError> {
+    use nosplit_engine_core::model::{Domain, VmKind};
+    let api = |what: &str, err: nosplit_engine_api::client::ClientError| {
+        LabError::Invalid(format!("engine: {what}: {err}"))
+    };
+    let d = Domain {
+        name: crate::layout::LOCKSPACE.into(),
+        path: layout.shared().display().to_string(),
+        host_path: layout.root().join("hosts/{host}/mnt").display().to_string(),
+        io_timeout_ms,
+    };
+    e.client
+        .create_domain(&d)
+        .map_err(|x| api("creating the domain", x))?;
+    let mut out = crate::domain::LeaseOffsets::new();
+    for (id, kind) in vms {
+        let v = e
+            .client
+            .create_vm(&nosplit_engine_api::types::NewVm {
+                id: id.clone(),
+                kind: match kind {
+                    crate::scenario::VmKind::Qemu => VmKind::Qemu,
+                    crate::scenario::VmKind::Process => VmKind::Process,
+                },
+                vcpus: 1,
+                memory_mib: 128,
+                domain: d.name.clone(),
+                ha: true,
+                priority: 50,
+            })
+            .map_err(|x| api(&format!("creating VM {id}"), x))?;
+        out.insert(id.clone(), v.lease_offset);
+    }
+    Ok(out)
+}
+
+/// Registers every host of the lab with the engine.
+pub fn register_hosts(e: &LabEngine, lab: &crate::Lab) -> Result<(), LabError> {
+    use nosplit_engine_core::model::Plane as P;
+    for (n, h) in &lab.hosts {
+        let a = nosplit_labnet::naming::host_addrs(lab.spec.prefix, *n)?;
+        let host = nosplit_engine_api::types::NewHost {
+            name: format!("h{n}"),
+            host_id: *n,
+            agent: h.ctx.agent_addr()?.to_string(),
+            planes: vec![
+                (P::Mgmt, a.get(Plane::Management).to_string()),
+                (P::Svc, a.get(Plane::Service).to_string()),
+                (P::Stor, a.get(Plane::Storage).to_string()),
+            ],
+            cpus: 8,
+            memory_mib: 8192,
+        };
+        e.client
+            .add_host(&host)
+            .map_err(|x| LabError::Invalid(format!("engine: adding h{n}: {x}")))?;
+    }
+    Ok(())
+}
+
+/// The engine's events, oldest first, as timeline lines.
+pub fn events(e: &LabEngine) -> Vec<(u64, String)> {
+    let q = nosplit_engine_api::types::EventQuery {
+        limit: 1000,
+        ..Default::default()
+    };
+    e.client
+        .events(&q)
+        .map(|es| {
+            es.into_iter()
+                .map(|ev| {
+                    let who = match (ev.host, ev.vm) {
+                        (Some(h), Some(v)) => format!("{v} on {h}"),
+                        (h, v) => h.or(v).unwrap_or_default(),
+                    };
+                    (
+                        ev.at_ms,
+                        format!("engine: {} {} {who}: {}", ev.severity, ev.kind, ev.detail),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
