@@ -45,13 +45,19 @@ pub fn engine(config: PathBuf) -> Result<()> {
 #[derive(Debug, Args)]
 pub struct Conn {
     /// The engine's API.
-    #[arg(long, env = "NOSPLIT_ENGINE", default_value = "http://127.0.0.1:7400")]
+    #[arg(
+        long,
+        env = "NOSPLIT_ENGINE",
+        default_value = "http://127.0.0.1:7400",
+        global = true
+    )]
     engine: String,
     /// File holding our API token.
     #[arg(
         long,
         env = "NOSPLIT_TOKEN_FILE",
-        default_value = "/etc/nosplit/admin.token"
+        default_value = "/etc/nosplit/admin.token",
+        global = true
     )]
     token_file: PathBuf,
     /// JSON output.
