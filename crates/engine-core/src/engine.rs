@@ -106,6 +106,13 @@ pub enum Input {
         /// Host.
         host: String,
     },
+    /// A reachable host's agent reports the VM exited there.
+    VmExited {
+        /// VM.
+        vm: String,
+        /// Host.
+        host: String,
+    },
     /// The result of a start task.
     StartResult {
         /// Task id from [`Command::StartVm`].
@@ -247,6 +254,7 @@ impl Core {
                 self.sched.vm_running(&vm, &host, dead)?;
                 Vec::new()
             }
+            Input::VmExited { vm, host } => self.sched.vm_exited(&vm, &host, now, at),
             Input::StartResult { task, outcome } => {
                 let host = self.sched.tasks().get(&task).map(|t| t.host.clone());
                 let dead = host.is_some_and(|h| self.lease_of(&h) == Some(LeaseState::Dead));

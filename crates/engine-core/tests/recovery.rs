@@ -296,3 +296,42 @@ fn a_start_whose_target_dies_is_moved_without_counting_an_attempt() {
         )
         .is_err());
 }
+
+#[test]
+fn a_vm_that_exits_on_a_live_host_is_restarted_if_ha_and_wanted() {
+    let mut c = Cluster::new(3, HaSettings::default());
+    for (id, ha) in [("a", true), ("b", false), ("c", true)] {
+        let mut v = vm(id, "h0", ha, 10);
+        v.desired = Desired::Running;
+        c.add_vm(v);
+        c.input(Input::VmRunning {
+            vm: id.into(),
+            host: "h0".into(),
+        });
+    }
+    c.input(Input::SetDesired {
+        vm: "c".into(),
+        desired: Desired::Stopped,
+    });
+    c.run_for(Duration::from_secs(1));
+    // A stale report from another host changes nothing.
+    c.input(Input::VmExited {
+        vm: "a".into(),
+        host: "h2".into(),
+    });
+    assert!(starts(&c.run_for(Duration::from_secs(1))).is_empty());
+    for id in ["a", "b", "c"] {
+        c.input(Input::VmExited {
+            vm: id.into(),
+            host: "h0".into(),
+        });
+    }
+    let s = starts(&c.run_for(Duration::from_secs(1)));
+    let ids: Vec<&str> = s.iter().map(|(v, _, _)| v.as_str()).collect();
+    assert_eq!(ids, ["a"], "only the HA VM that should run: {s:?}");
+    assert!(matches!(
+        c.core.vm("b").unwrap().phase,
+        VmPhase::Down { .. }
+    ));
+    assert_eq!(c.core.vm("c").unwrap().phase, VmPhase::Stopped);
+}

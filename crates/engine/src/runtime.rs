@@ -228,6 +228,12 @@ impl Engine {
                         vm: v.id,
                         host: h.name.clone(),
                     });
+                } else if v.status == VmStatus::Crashed {
+                    // Ignored by the core unless the VM runs there in its view.
+                    let _ = self.input(Input::VmExited {
+                        vm: v.id,
+                        host: h.name.clone(),
+                    });
                 }
             }
         }

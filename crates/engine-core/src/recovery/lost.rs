@@ -97,6 +97,48 @@ impl Scheduler {
         out
     }
 
+    /// A reachable host's agent reports `id` exited there (a guest crash,
+    /// a kill): an HA VM that should run is queued for restart (its lease
+    /// was released with its process; if it was not, the start is refused
+    /// as busy until it is); otherwise it is reported. A report about a
+    /// host the VM no longer runs on is ignored.
+    pub fn vm_exited(&mut self, id: &str, host: &str, now: MonoTime, at_ms: u64) -> Vec<Command> {
+        let Some(t) = self.vms.get_mut(id) else {
+            return Vec::new();
+        };
+        if !matches!(&t.phase, VmPhase::Running { host: h } if h == host) {
+            return Vec::new();
+        }
+        let (sev, why, queue) = if t.vm.desired == Desired::Stopped {
+            t.phase = VmPhase::Stopped;
+            (INFO, "exited; stopped on purpose: not restarted", false)
+        } else if !t.vm.ha {
+            t.phase = VmPhase::Down {
+                reason: format!("exited on host {host} (not HA)"),
+            };
+            (WARNING, "exited; not HA: not restarted", false)
+        } else {
+            t.failures = 0;
+            t.avoid = None;
+            t.lost_on = Some(host.to_string());
+            t.lost_at = Some(now);
+            t.no_room_reported = false;
+            (WARNING, "exited on a live host: queued for restart", true)
+        };
+        let out = vec![event(
+            at_ms,
+            sev,
+            kind::VM_LOST,
+            Some(host),
+            Some(id),
+            why.to_string(),
+        )];
+        if queue {
+            self.enqueue(id, now, now);
+        }
+        out
+    }
+
     /// VMs still to restart (queued or starting) per host they were lost on.
     pub fn pending_by_lost_host(&self) -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();
