@@ -224,26 +224,21 @@ pub enum VmCmd {
     },
 }
 
-/// Every operator command.
+/// The engine's operator commands without a group of their own.
 #[derive(Debug, Subcommand)]
-pub enum OpCmd {
-    /// Storage domains.
-    #[command(subcommand)]
-    Domain(DomainCmd),
-    /// Hosts.
-    #[command(subcommand)]
-    Host(HostCmd),
-    /// VMs.
-    #[command(subcommand)]
-    Vm(VmCmd),
+pub enum OpsCmd {
     /// Show the HA strategy, or set it from a JSON file.
     Strategy {
-        /// JSON file with {"rows": [...]}; absent: show.
+        #[command(flatten)]
+        conn: Conn,
+        /// JSON file with {"rows": [...]}.
         #[arg(long)]
         set: Option<PathBuf>,
     },
-    /// Show or change HA settings (maintenance, rate limits, thresholds).
+    /// Show or change HA settings.
     Ha {
+        #[command(flatten)]
+        conn: Conn,
         /// Cluster-wide HA maintenance.
         #[arg(long, value_parser = ["on", "off"])]
         maintenance: Option<String>,
@@ -265,6 +260,8 @@ pub enum OpCmd {
     },
     /// Restart tasks.
     Task {
+        #[command(flatten)]
+        conn: Conn,
         /// Only this VM.
         #[arg(long)]
         vm: Option<String>,
@@ -274,33 +271,38 @@ pub enum OpCmd {
     },
     /// Events and alarms.
     Events {
+        #[command(flatten)]
+        conn: Conn,
         /// Only this kind.
         #[arg(long)]
         kind: Option<String>,
         /// Only this host.
         #[arg(long)]
         host: Option<String>,
-        /// Only this severity (info, warning, alarm).
+        /// Only this severity.
         #[arg(long)]
         severity: Option<String>,
-        /// Keep streaming new events.
+        /// Keep streaming.
         #[arg(long)]
         follow: bool,
     },
     /// Cluster summary.
-    Status,
+    Status {
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
-/// Runs an operator command.
-pub fn op(conn: &Conn, cmd: OpCmd) -> Result<()> {
+/// `nosplit domain ...`.
+pub fn domain(conn: &Conn, cmd: DomainCmd) -> Result<()> {
     let c = conn.client()?;
     match cmd {
-        OpCmd::Domain(DomainCmd::Create {
+        DomainCmd::Create {
             name,
             path,
             host_path,
             io_timeout_ms,
-        }) => {
+        } => {
             let d = c.create_domain(&Domain {
                 name,
                 path,
@@ -314,7 +316,7 @@ pub fn op(conn: &Conn, cmd: OpCmd) -> Result<()> {
                 vec![vec![d.name.clone(), d.path.clone()]],
             )
         }
-        OpCmd::Domain(DomainCmd::List) => {
+        DomainCmd::List => {
             let ds = c.list_domains()?;
             let rows = ds
                 .iter()
@@ -334,15 +336,22 @@ pub fn op(conn: &Conn, cmd: OpCmd) -> Result<()> {
                 rows,
             )
         }
-        OpCmd::Domain(DomainCmd::Delete { name }) => Ok(c.delete_domain(&name)?),
-        OpCmd::Host(HostCmd::Add {
+        DomainCmd::Delete { name } => Ok(c.delete_domain(&name)?),
+    }
+}
+
+/// `nosplit host ...`.
+pub fn host(conn: &Conn, cmd: HostCmd) -> Result<()> {
+    let c = conn.client()?;
+    match cmd {
+        HostCmd::Add {
             name,
             id,
             agent,
             planes,
             cpus,
             memory_mib,
-        }) => {
+        } => {
             let h = c.add_host(&NewHost {
                 name,
                 host_id: id,
@@ -358,7 +367,7 @@ pub fn op(conn: &Conn, cmd: OpCmd) -> Result<()> {
                 vec![vec![h.host.name.clone(), format!("{:?}", h.state)]],
             )
         }
-        OpCmd::Host(HostCmd::List) => {
+        HostCmd::List => {
             let hs = c.list_hosts()?;
             let rows = hs
                 .iter()
@@ -383,8 +392,8 @@ pub fn op(conn: &Conn, cmd: OpCmd) -> Result<()> {
                 rows,
             )
         }
-        OpCmd::Host(HostCmd::Delete { name }) => Ok(c.delete_host(&name)?),
-        OpCmd::Host(HostCmd::Maintenance { name, state }) => {
+        HostCmd::Delete { name } => Ok(c.delete_host(&name)?),
+        HostCmd::Maintenance { name, state } => {
             let h = c.set_host_maintenance(&name, state == "on")?;
             out(
                 conn,
@@ -393,8 +402,14 @@ pub fn op(conn: &Conn, cmd: OpCmd) -> Result<()> {
                 vec![vec![h.host.name.clone(), state]],
             )
         }
-        OpCmd::Vm(v) => vm(conn, &c, v),
-        OpCmd::Strategy { set } => {
+    }
+}
+
+/// `nosplit strategy|ha|task|events|status`.
+pub fn ops(o: OpsCmd) -> Result<()> {
+    match o {
+        OpsCmd::Strategy { conn, set } => {
+            let c = conn.client()?;
             let s = match set {
                 Some(f) => {
                     let text = std::fs::read_to_string(&f)
@@ -422,9 +437,10 @@ pub fn op(conn: &Conn, cmd: OpCmd) -> Result<()> {
                     ]
                 })
                 .collect();
-            out(conn, &s, &["mgmt", "svc", "stor", "action"], rows)
+            out(&conn, &s, &["mgmt", "svc", "stor", "action"], rows)
         }
-        OpCmd::Ha {
+        OpsCmd::Ha {
+            conn,
             maintenance,
             global_rate,
             per_host_limit,
@@ -432,6 +448,7 @@ pub fn op(conn: &Conn, cmd: OpCmd) -> Result<()> {
             defense_pct,
             recover_pct,
         } => {
+            let c = conn.client()?;
             let p = HaPatch {
                 maintenance: maintenance.map(|m| m == "on"),
                 global_rate,
@@ -455,10 +472,10 @@ pub fn op(conn: &Conn, cmd: OpCmd) -> Result<()> {
                         .collect()
                 })
                 .unwrap_or_default();
-            out(conn, &s, &["setting", "value"], rows)
+            out(&conn, &s, &["setting", "value"], rows)
         }
-        OpCmd::Task { vm, limit } => {
-            let ts = c.tasks(&TaskQuery { vm, limit })?;
+        OpsCmd::Task { conn, vm, limit } => {
+            let ts = conn.client()?.tasks(&TaskQuery { vm, limit })?;
             let rows = ts
                 .iter()
                 .map(|t| {
@@ -473,18 +490,20 @@ pub fn op(conn: &Conn, cmd: OpCmd) -> Result<()> {
                 })
                 .collect();
             out(
-                conn,
+                &conn,
                 &ts,
                 &["task", "vm", "host", "attempt", "state", "detail"],
                 rows,
             )
         }
-        OpCmd::Events {
+        OpsCmd::Events {
+            conn,
             kind,
             host,
             severity,
             follow,
         } => {
+            let c = conn.client()?;
             let mut q = EventQuery {
                 kind,
                 host,
@@ -516,8 +535,8 @@ pub fn op(conn: &Conn, cmd: OpCmd) -> Result<()> {
                 q.wait = Duration::from_secs(25);
             }
         }
-        OpCmd::Status => {
-            let s = c.status()?;
+        OpsCmd::Status { conn } => {
+            let s = conn.client()?.status()?;
             let mut rows: Vec<Vec<String>> = s
                 .hosts
                 .iter()
@@ -531,12 +550,17 @@ pub fn op(conn: &Conn, cmd: OpCmd) -> Result<()> {
             rows.push(vec!["restart queue".into(), s.queue.to_string()]);
             rows.push(vec!["self-defense".into(), s.self_defense.to_string()]);
             rows.push(vec!["maintenance".into(), s.maintenance.to_string()]);
-            out(conn, &s, &["what", "count"], rows)
+            out(&conn, &s, &["what", "count"], rows)
         }
     }
 }
 
-fn vm(conn: &Conn, c: &Client, cmd: VmCmd) -> Result<()> {
+/// `nosplit vm ...`.
+pub fn vm(conn: &Conn, cmd: VmCmd) -> Result<()> {
+    vm_with(conn, &conn.client()?, cmd)
+}
+
+fn vm_with(conn: &Conn, c: &Client, cmd: VmCmd) -> Result<()> {
     let row = |v: &nosplit_engine_core::model::Vm| {
         vec![
             v.id.clone(),

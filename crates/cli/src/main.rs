@@ -75,7 +75,7 @@ enum Cmd {
         cmd: engine_cmd::VmCmd,
     },
     #[command(flatten)]
-    Ops(OpsCmd),
+    Ops(engine_cmd::OpsCmd),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -95,75 +95,6 @@ enum Cmd {
         /// Slack after the armed expiry before firing, ms.
         #[arg(long, default_value_t = 1000)]
         margin_ms: u64,
-    },
-}
-
-/// The engine's operator commands without a group of their own.
-#[derive(Debug, Subcommand)]
-enum OpsCmd {
-    /// Show the HA strategy, or set it from a JSON file.
-    Strategy {
-        #[command(flatten)]
-        conn: engine_cmd::Conn,
-        /// JSON file with {"rows": [...]}.
-        #[arg(long)]
-        set: Option<std::path::PathBuf>,
-    },
-    /// Show or change HA settings.
-    Ha {
-        #[command(flatten)]
-        conn: engine_cmd::Conn,
-        /// Cluster-wide HA maintenance.
-        #[arg(long, value_parser = ["on", "off"])]
-        maintenance: Option<String>,
-        /// Restarts per second (0: no limit).
-        #[arg(long)]
-        global_rate: Option<u32>,
-        /// Restarts in flight per host (0: no limit).
-        #[arg(long)]
-        per_host_limit: Option<u32>,
-        /// Attempts per VM.
-        #[arg(long)]
-        max_attempts: Option<u32>,
-        /// Self-defense threshold, % of hosts lost.
-        #[arg(long)]
-        defense_pct: Option<u8>,
-        /// Self-recovery threshold, % of hosts up.
-        #[arg(long)]
-        recover_pct: Option<u8>,
-    },
-    /// Restart tasks.
-    Task {
-        #[command(flatten)]
-        conn: engine_cmd::Conn,
-        /// Only this VM.
-        #[arg(long)]
-        vm: Option<String>,
-        /// How many (latest).
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-    },
-    /// Events and alarms.
-    Events {
-        #[command(flatten)]
-        conn: engine_cmd::Conn,
-        /// Only this kind.
-        #[arg(long)]
-        kind: Option<String>,
-        /// Only this host.
-        #[arg(long)]
-        host: Option<String>,
-        /// Only this severity.
-        #[arg(long)]
-        severity: Option<String>,
-        /// Keep streaming.
-        #[arg(long)]
-        follow: bool,
-    },
-    /// Cluster summary.
-    Status {
-        #[command(flatten)]
-        conn: engine_cmd::Conn,
     },
 }
 
@@ -303,52 +234,10 @@ fn main() -> ExitCode {
         Cmd::VmFreeze(a) => lab_cmd::vm_freeze(a),
         Cmd::Agent { config } => agent_cmd::agent(config),
         Cmd::Engine { config } => engine_cmd::engine(config),
-        Cmd::Domain { conn, cmd } => engine_cmd::op(&conn, engine_cmd::OpCmd::Domain(cmd)),
-        Cmd::Host { conn, cmd } => engine_cmd::op(&conn, engine_cmd::OpCmd::Host(cmd)),
-        Cmd::Vm { conn, cmd } => engine_cmd::op(&conn, engine_cmd::OpCmd::Vm(cmd)),
-        Cmd::Ops(o) => match o {
-            OpsCmd::Strategy { conn, set } => {
-                engine_cmd::op(&conn, engine_cmd::OpCmd::Strategy { set })
-            }
-            OpsCmd::Ha {
-                conn,
-                maintenance,
-                global_rate,
-                per_host_limit,
-                max_attempts,
-                defense_pct,
-                recover_pct,
-            } => engine_cmd::op(
-                &conn,
-                engine_cmd::OpCmd::Ha {
-                    maintenance,
-                    global_rate,
-                    per_host_limit,
-                    max_attempts,
-                    defense_pct,
-                    recover_pct,
-                },
-            ),
-            OpsCmd::Task { conn, vm, limit } => {
-                engine_cmd::op(&conn, engine_cmd::OpCmd::Task { vm, limit })
-            }
-            OpsCmd::Events {
-                conn,
-                kind,
-                host,
-                severity,
-                follow,
-            } => engine_cmd::op(
-                &conn,
-                engine_cmd::OpCmd::Events {
-                    kind,
-                    host,
-                    severity,
-                    follow,
-                },
-            ),
-            OpsCmd::Status { conn } => engine_cmd::op(&conn, engine_cmd::OpCmd::Status),
-        },
+        Cmd::Domain { conn, cmd } => engine_cmd::domain(&conn, cmd),
+        Cmd::Host { conn, cmd } => engine_cmd::host(&conn, cmd),
+        Cmd::Vm { conn, cmd } => engine_cmd::vm(&conn, cmd),
+        Cmd::Ops(o) => engine_cmd::ops(o),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
