@@ -321,7 +321,14 @@ fn acquire(
     // The watchdog must cover this lockspace before a lease in it is handed
     // out: if the daemon dies right after, the holder is still stopped in
     // time. No watchdog, no lease.
-    if let Err(e) = super::supervisor::arm(shared, Some(&lease.lockspace)) {
+    let armed = super::supervisor::arm(shared, Some(&lease.lockspace));
+    // Counted in `acquiring` by `arm`: uncounted when this returns (after
+    // the lease is recorded with the holder, or the acquire failed).
+    let _acquiring = Acquiring {
+        shared,
+        lockspace: &lease.lockspace,
+    };
+    if let Err(e) = armed {
         return Response::error("failing", format!("cannot arm the watchdog: {e}"));
     }
     let lv = match ops::run(&mut ctx, &lease, ops::acquire_kind(mode, lver)) {
@@ -487,4 +494,22 @@ fn rem_lockspace(shared: &Shared, name: &str) -> Response {
         l.runner.stop(true);
     }
     Response::Ok
+}
+
+/// Uncounts an acquire in progress when dropped.
+struct Acquiring<'a> {
+    shared: &'a Shared,
+    lockspace: &'a str,
+}
+
+impl Drop for Acquiring<'_> {
+    fn drop(&mut self) {
+        let mut g = lock(self.shared);
+        if let Some(n) = g.acquiring.get_mut(self.lockspace) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                g.acquiring.remove(self.lockspace);
+            }
+        }
+    }
 }

@@ -120,8 +120,13 @@ pub(crate) struct Inner {
     pub(crate) lockspaces: BTreeMap<String, Ls>,
     pub(crate) holders: BTreeMap<u32, Holder>,
     pub(crate) subscribers: Vec<Sender<Event>>,
-    /// The watchdog, shared by the supervisor and the acquire path.
+    /// The watchdog, shared by the supervisor and the acquire path. Lock
+    /// order: the watchdog before this state (see `supervisor::arm`).
     pub(crate) watchdog: Arc<Mutex<Box<dyn crate::watchdog::Watchdog>>>,
+    /// What the watchdog is (for status, without taking its lock).
+    pub(crate) watchdog_desc: String,
+    /// Acquires in progress per lockspace: the watchdog covers them too.
+    pub(crate) acquiring: BTreeMap<String, usize>,
     /// Lockspace events for the supervisor, tagged with the lockspace name.
     pub(crate) events: Sender<(String, MonoTime, HostEvent)>,
     /// Holders killed because revalidation failed, and why (newest last).
@@ -234,7 +239,7 @@ impl Inner {
             .collect();
         Status {
             host_name: self.cfg.host_name.to_string(),
-            watchdog: lock_wd(&self.watchdog).describe(),
+            watchdog: self.watchdog_desc.clone(),
             lockspaces,
             holders,
         }

@@ -247,9 +247,11 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         lockspaces,
         holders,
         subscribers: Vec::new(),
+        watchdog_desc: watchdog.describe(),
         watchdog: Arc::new(Mutex::new(watchdog)),
         events: events_tx,
         revalidation_failed: Vec::new(),
+        acquiring: std::collections::BTreeMap::new(),
     };
     let shared = Arc::new(Mutex::new(inner));
     lock(&shared).save();

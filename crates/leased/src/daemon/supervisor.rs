@@ -346,23 +346,31 @@ fn act(shared: &Shared, st: &mut State, a: Action, now: MonoTime) {
 /// not reset the host). Called by the acquire path before it hands out a
 /// lease, so a crash right after an acquire still leaves the holder
 /// covered.
+///
+/// Every caller holds the watchdog's lock from reading the state to the
+/// arm or disarm, so a periodic re-arm that saw no holder cannot disarm
+/// after an acquire armed (the acquire counts in `acquiring` first).
 pub(crate) fn arm(shared: &Shared, about_to_be_used: Option<&str>) -> Result<(), String> {
+    let wd = lock(shared).watchdog.clone();
+    let mut wd = super::lock_wd(&wd);
     let now = RealClock.now();
-    let (expiry, wd) = {
-        let g = lock(shared);
+    let expiry = {
+        let mut g = lock(shared);
+        if let Some(ls) = about_to_be_used {
+            *g.acquiring.entry(ls.to_string()).or_default() += 1;
+        }
         let mut e: Option<MonoTime> = None;
         for (name, l) in &g.lockspaces {
-            let used =
-                about_to_be_used == Some(name.as_str()) || g.holders.values().any(|h| h.uses(name));
+            let used = g.acquiring.get(name).is_some_and(|n| *n > 0)
+                || g.holders.values().any(|h| h.uses(name));
             if used {
                 // No expiry (not joined, or lost): nothing may run on it.
                 let x = l.runner.state().expiry.unwrap_or(now);
                 e = Some(e.map_or(x, |e| e.min(x)));
             }
         }
-        (e, g.watchdog.clone())
+        e
     };
-    let mut wd = super::lock_wd(&wd);
     let r = match expiry {
         Some(e) => wd.arm(e),
         None => wd.disarm(),
