@@ -193,8 +193,10 @@ pub fn register_hosts(e: &LabEngine, lab: &crate::Lab) -> Result<(), LabError> {
                 (P::Svc, a.get(Plane::Service).to_string()),
                 (P::Stor, a.get(Plane::Storage).to_string()),
             ],
-            cpus: 8,
-            memory_mib: 8192,
+            // Lab VMs are small (process VMs use almost nothing; guests
+            // 128 MiB): room for a few hundred per host.
+            cpus: 512,
+            memory_mib: 262_144,
         };
         e.client
             .add_host(&host)
