@@ -194,6 +194,13 @@ fn the_demo_brings_a_qemu_guest_back_on_another_host() {
     assert_eq!(split_brains(&r), 0, "{log}");
     assert_recovered(&r, &["g1"], &log);
     assert!(log.contains("oracle: silent"), "{log}");
+    // The engine did it: its events and its task for g1 are on the timeline.
+    assert!(log.contains("engine: warning host-recovering h1"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("engine task") && l.contains("g1 ->") && l.contains("succeeded")),
+        "{log}"
+    );
 }
 
 /// `lab down` after the runner was killed with SIGKILL: processes, mounts,

@@ -309,11 +309,9 @@ impl EngineOps for Engine {
     }
 
     fn tasks(&self, q: TaskQuery) -> Result<Vec<Task>, EngineError> {
-        let core = lock(&self.core);
-        let mut t: Vec<Task> = core.tasks().filter(|t| q.matches(t)).cloned().collect();
-        t.sort_by_key(|t| t.id);
-        let skip = t.len().saturating_sub(q.limit.max(1));
-        Ok(t.split_off(skip))
+        self.store
+            .list_tasks(q.vm.as_deref(), q.limit.max(1))
+            .map_err(store_err)
     }
 
     fn events(&self, q: EventQuery) -> Result<Vec<EngineEvent>, EngineError> {

@@ -39,6 +39,9 @@ pub struct Engine {
     pub(crate) watches: Mutex<BTreeMap<String, LockspaceWatch>>,
     pub(crate) epoch: MonoTime,
     results: Mutex<Sender<Input>>,
+    /// The core's task ids (restart at 1 with the process) to the store's
+    /// (stable across restarts).
+    task_ids: Mutex<BTreeMap<u64, u64>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -110,6 +113,7 @@ impl Engine {
             watches: Mutex::new(BTreeMap::new()),
             epoch: now,
             results: Mutex::new(tx),
+            task_ids: Mutex::new(BTreeMap::new()),
         });
         for d in engine.store.list_domains()? {
             engine.watch(&d);
@@ -253,7 +257,7 @@ impl Engine {
                     );
                     let _ = self.store.append_event(&e);
                 }
-                Command::TaskUpdate(_) => {}
+                Command::TaskUpdate(t) => self.record_task(t),
                 Command::StartVm { vm, host, task } => {
                     let job = self.start_job(&vm, &host);
                     let tx = lock(&self.results).clone();
@@ -272,6 +276,29 @@ impl Engine {
                             outcome: StartOutcome::Failed("no thread for the start".into()),
                         });
                     }
+                }
+            }
+        }
+    }
+
+    /// Keeps a task in the store (tasks survive an engine restart; their
+    /// ids there are the store's, the core's id is kept in the detail).
+    fn record_task(&self, mut t: nosplit_engine_core::model::Task) {
+        let core_id = t.id;
+        let mut ids = lock(&self.task_ids);
+        if !t.detail.contains("engine task") {
+            t.detail = format!("{} (engine task {core_id})", t.detail)
+                .trim_start()
+                .to_string();
+        }
+        match ids.get(&core_id) {
+            Some(id) => {
+                t.id = *id;
+                let _ = self.store.update_task(&t);
+            }
+            None => {
+                if let Ok(id) = self.store.append_task(&t) {
+                    ids.insert(core_id, id);
                 }
             }
         }

@@ -229,3 +229,27 @@ pub fn events(e: &LabEngine) -> Vec<(u64, String)> {
         })
         .unwrap_or_default()
 }
+
+/// The engine's restart tasks as timeline lines: `(created ms, text)`.
+pub fn tasks(e: &LabEngine) -> Vec<(u64, String)> {
+    let q = nosplit_engine_api::types::TaskQuery {
+        vm: None,
+        limit: 1000,
+    };
+    e.client
+        .tasks(&q)
+        .map(|ts| {
+            ts.into_iter()
+                .map(|t| {
+                    (
+                        t.finished_ms.unwrap_or(t.created_ms),
+                        format!(
+                            "engine task {}: {} -> {} attempt {}: {} {}",
+                            t.id, t.vm, t.host, t.attempt, t.state, t.detail
+                        ),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -80,7 +80,9 @@ pub fn run(
     if let Some(e) = &lab.engine {
         // The engine's own account, on the lab's clock.
         let offset = lab.t0.saturating_since(lab.engine_epoch());
-        for (ms, line) in crate::engine::events(e) {
+        let mut lines = crate::engine::events(e);
+        lines.extend(crate::engine::tasks(e));
+        for (ms, line) in lines {
             let t = Duration::from_millis(ms).saturating_sub(offset);
             timeline.push((t, line));
         }
