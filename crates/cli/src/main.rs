@@ -155,7 +155,6 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         return match c.kind().map(|k| format!("{k:?}")).as_deref() {
             Some("Invalid") => 2,
             Some("Conflict") => 3,
-            Some("NotFound") => 4,
             _ => 1,
         };
     }
