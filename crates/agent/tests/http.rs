@@ -3,13 +3,13 @@
 //! route-to-call mapping, input validation, error mapping, long polls, and
 //! `openapi.yaml` agreeing with the server's routes.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use nosplit_agent::http::{routes, spawn_server, ServerHandle, Token};
 use nosplit_agent::model::*;
+use nosplit_httpserve::testing;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "test-token-0123456789abcdef-0123456789";
@@ -117,49 +117,13 @@ fn start() -> (ServerHandle, Arc<Fake>) {
     (server, fake)
 }
 
-/// One HTTP/1.1 request with `Connection: close`; returns status and JSON body.
+/// One raw HTTP/1.1 request; fails the test if the token comes back.
 fn send(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let req = format!(
-        "{head}Host: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let _ = s.write_all(body); // the server may answer (413) before reading it all
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8(raw).unwrap();
-    let (headers, mut payload) = text.split_once("\r\n\r\n").unwrap();
-    let status: u16 = headers[9..12].parse().unwrap();
-    let mut decoded = String::new();
-    if headers
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        while let Some((len, rest)) = payload.split_once("\r\n") {
-            let n = usize::from_str_radix(len.trim(), 16).unwrap();
-            decoded.push_str(&rest[..n]);
-            payload = rest[n..].trim_start_matches("\r\n");
-            if n == 0 {
-                break;
-            }
-        }
-    } else {
-        decoded = payload.to_string();
-    }
-    assert!(!decoded.contains(TOKEN), "the token leaked into a response");
-    let v = if decoded.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&decoded).unwrap()
-    };
-    (status, v)
+    testing::send(addr, head, body, &[TOKEN])
 }
 
 fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let head = format!("{method} {path} HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n");
-    send(addr, &head, body.as_bytes())
+    testing::call(addr, TOKEN, method, path, body)
 }
 
 /// A concrete path for a route template.

@@ -1,5 +1,6 @@
 //! Who may call what: bearer [`Token`]s (secrets that never print and
-//! compare in constant time), each with a [`Role`], gathered in [`Tokens`].
+//! compare in constant time, from [`nosplit_httpserve::token`]), each with
+//! a [`Role`], gathered in [`Tokens`].
 //!
 //! `admin` may call every route. `user` may manage VMs (create, list, get,
 //! delete, start, stop, HA flag, priority) and read tasks, events and the
@@ -10,10 +11,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Shortest accepted token, in characters.
-pub const MIN_TOKEN_LEN: usize = 32;
-/// Longest accepted token, in characters.
-pub const MAX_TOKEN_LEN: usize = 4096;
+pub use nosplit_httpserve::token::{MAX_TOKEN_LEN, MIN_TOKEN_LEN};
 
 /// A caller's role. `Admin` can do all that `User` can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -80,41 +78,37 @@ pub enum TokenError {
     Duplicate(usize, usize),
 }
 
+impl From<nosplit_httpserve::TokenError> for TokenError {
+    fn from(e: nosplit_httpserve::TokenError) -> TokenError {
+        match e {
+            nosplit_httpserve::TokenError::TooShort(n) => TokenError::TooShort(n),
+            nosplit_httpserve::TokenError::TooLong => TokenError::TooLong,
+            nosplit_httpserve::TokenError::BadChar => TokenError::BadChar,
+        }
+    }
+}
+
 /// One bearer secret.
-#[derive(Clone)]
-pub struct Token(Box<[u8]>);
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(nosplit_httpserve::Token);
 
 impl Token {
     /// Checks `secret` (printable ASCII without spaces,
     /// `MIN_TOKEN_LEN..=MAX_TOKEN_LEN` long) and keeps it.
     pub fn new(secret: &str) -> Result<Token, TokenError> {
-        if !secret.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(TokenError::BadChar);
-        }
-        if secret.len() < MIN_TOKEN_LEN {
-            return Err(TokenError::TooShort(secret.len()));
-        }
-        if secret.len() > MAX_TOKEN_LEN {
-            return Err(TokenError::TooLong);
-        }
-        Ok(Token(secret.as_bytes().into()))
+        Ok(Token(nosplit_httpserve::Token::new(secret)?))
     }
 
     /// Whether `presented` is this token. The time taken depends on the
     /// lengths only, never on where the bytes differ.
     pub fn matches(&self, presented: &[u8]) -> bool {
-        let mut diff = u8::from(presented.len() != self.0.len());
-        for (i, &b) in presented.iter().enumerate() {
-            diff |= self.0.get(i).copied().unwrap_or(0) ^ b;
-        }
-        // Keep the optimiser from turning the fold into an early exit.
-        std::hint::black_box(diff) == 0
+        self.0.matches(presented)
     }
 }
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
+        fmt::Debug::fmt(&self.0, f)
     }
 }
 
@@ -129,7 +123,7 @@ impl Tokens {
             return Err(TokenError::Empty);
         }
         for (i, (_, a)) in list.iter().enumerate() {
-            if let Some(j) = list[i + 1..].iter().position(|(_, b)| a.matches(&b.0)) {
+            if let Some(j) = list[i + 1..].iter().position(|(_, b)| a == b) {
                 return Err(TokenError::Duplicate(i, i + 1 + j));
             }
         }

@@ -3,56 +3,14 @@
 //! [`AgentError`] keep their serde names (`invalid`, `not-found`,
 //! `conflict`, `unavailable`, `internal`); the HTTP layer adds
 //! `unauthorized` (401), `too-large` (413) and `method-not-allowed` (405).
+//! The shape itself is [`nosplit_httpserve::error`]'s; this module maps
+//! [`AgentError`] into it.
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+
+pub use nosplit_httpserve::ApiError;
 
 use crate::model::AgentError;
-
-/// One error response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// The `error` field.
-    pub kind: &'static str,
-    /// The `message` field.
-    pub message: String,
-}
-
-impl ApiError {
-    /// A 400 `invalid`.
-    pub fn invalid(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid", message)
-    }
-
-    /// A 500 `internal`.
-    pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
-    }
-
-    /// Any status and kind.
-    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            kind,
-            message: message.into(),
-        }
-    }
-
-    /// An axum extractor's rejection, mapped to our shape: a body over the
-    /// limit is 413 `too-large`, anything else about the request is 400.
-    pub fn rejection(status: StatusCode, what: &str, text: String) -> ApiError {
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(status, "too-large", format!("{what}: {text}"))
-        } else if status.is_server_error() {
-            ApiError::internal(format!("{what}: {text}"))
-        } else {
-            ApiError::invalid(format!("{what}: {text}"))
-        }
-    }
-}
 
 impl From<AgentError> for ApiError {
     fn from(e: AgentError) -> ApiError {
@@ -64,16 +22,6 @@ impl From<AgentError> for ApiError {
             AgentError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
         };
         ApiError::new(status, kind, message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::warn!(kind = self.kind, message = %self.message, "request failed");
-        }
-        let body = serde_json::json!({ "error": self.kind, "message": self.message });
-        (self.status, Json(body)).into_response()
     }
 }
 

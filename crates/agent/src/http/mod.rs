@@ -12,50 +12,28 @@
 
 pub mod error;
 mod routes;
-mod token;
 pub mod validate;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
+use nosplit_httpserve::error::refuse_unauthorized;
+use nosplit_httpserve::server::with_fallbacks;
 
 pub use error::ApiError;
+pub use nosplit_httpserve::token::TokenFileError;
+pub use nosplit_httpserve::{
+    ServeError as HttpError, ServerHandle, Token, TokenError, BODY_LIMIT, MAX_TOKEN_LEN,
+    MIN_TOKEN_LEN, SHUTDOWN_GRACE,
+};
 pub use routes::routes;
-pub use token::{Token, TokenError, TokenFileError, MAX_TOKEN_LEN, MIN_TOKEN_LEN};
 
 use crate::model::AgentOps;
-
-/// Largest request body, bytes.
-pub const BODY_LIMIT: usize = 64 * 1024;
-/// How long [`serve`] lets requests in flight finish after shutdown.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-
-/// Why the server could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum HttpError {
-    /// Binding the listen address failed.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// Any other I/O failure (runtime, listener, accept loop).
-    #[error("HTTP server: {0}")]
-    Io(#[from] std::io::Error),
-    /// The server thread panicked.
-    #[error("the HTTP server thread panicked")]
-    Panicked,
-}
 
 /// What every handler sees.
 #[derive(Clone)]
@@ -70,47 +48,17 @@ pub fn router(token: Token, ops: Arc<dyn AgentOps>) -> Router {
         ops,
         token: Arc::new(token),
     };
-    routes::add_all(Router::new())
-        .fallback(no_route)
-        .method_not_allowed_fallback(wrong_method)
+    with_fallbacks(routes::add_all(Router::new()))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
 async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-    match presented {
+    match nosplit_httpserve::bearer(req.headers()) {
         Some(t) if s.token.matches(t) => next.run(req).await,
-        _ => {
-            tracing::warn!(method = %req.method(), path = %req.uri().path(), "request without a valid token refused");
-            let e = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a valid `Authorization: Bearer <token>` header is required",
-            );
-            axum::response::IntoResponse::into_response(e)
-        }
+        _ => refuse_unauthorized(&req),
     }
-}
-
-async fn no_route(req: Request) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not-found",
-        format!("no route {} {}", req.method(), req.uri().path()),
-    )
-}
-
-async fn wrong_method(req: Request) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        format!("{} is not allowed on {}", req.method(), req.uri().path()),
-    )
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets
@@ -123,32 +71,7 @@ pub async fn serve(
     ops: Arc<dyn AgentOps>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HttpError> {
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router(token, ops))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = fired_tx.send(());
-        })
-        .into_future();
-    tokio::pin!(server);
-    tokio::select! {
-        r = &mut server => return r.map_err(HttpError::Io),
-        _ = fired_rx => {}
-    }
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(r) => r.map_err(HttpError::Io),
-        Err(_) => Ok(()),
-    }
-}
-
-/// A server running on its own thread and tokio runtime.
-#[derive(Debug)]
-pub struct ServerHandle {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<Result<(), HttpError>>>,
+    nosplit_httpserve::serve(listener, router(token, ops), shutdown).await
 }
 
 /// Binds `addr` (port 0 picks one) and serves the API on a new thread.
@@ -157,66 +80,5 @@ pub fn spawn_server(
     token: Token,
     ops: Arc<dyn AgentOps>,
 ) -> Result<ServerHandle, HttpError> {
-    let listener = TcpListener::bind(addr).map_err(|source| HttpError::Bind { addr, source })?;
-    let local = listener.local_addr()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("agent-http")
-        .enable_all()
-        .build()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name("agent-http".into())
-        .spawn(move || {
-            let r = rt.block_on(serve(listener, token, ops, async move {
-                let _ = stopped.await;
-            }));
-            rt.shutdown_timeout(Duration::from_millis(200));
-            r
-        })?;
-    Ok(ServerHandle {
-        addr: local,
-        stop: Some(stop),
-        thread: Some(thread),
-    })
-}
-
-impl ServerHandle {
-    /// The address it listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops accepting, lets requests in flight finish (up to
-    /// [`SHUTDOWN_GRACE`]) and waits for the thread.
-    pub fn shutdown(mut self) -> Result<(), HttpError> {
-        self.stop_and_join()
-    }
-
-    /// Blocks until the server ends on its own (an accept-loop failure).
-    pub fn wait(mut self) -> Result<(), HttpError> {
-        self.wait_inner()
-    }
-
-    fn stop_and_join(&mut self) -> Result<(), HttpError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.wait_inner()
-    }
-
-    fn wait_inner(&mut self) -> Result<(), HttpError> {
-        match self.thread.take() {
-            Some(t) => t.join().map_err(|_| HttpError::Panicked)?,
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for ServerHandle {
-    fn drop(&mut self) {
-        if let Err(e) = self.stop_and_join() {
-            tracing::warn!("HTTP server ended with an error: {e}");
-        }
-    }
+    nosplit_httpserve::spawn_server(addr, "agent-http", router(token, ops))
 }

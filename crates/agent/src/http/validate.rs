@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use nosplit_httpserve::validate::{self, int, string, Problems};
+
 use super::error::ApiError;
 use crate::model::StartVm;
 
@@ -18,24 +20,6 @@ pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 10_000;
 pub const MAX_STOP_TIMEOUT_MS: u64 = 600_000;
 /// Largest `wait_ms` of an events long poll.
 pub const MAX_EVENTS_WAIT_MS: u64 = 30_000;
-
-/// Problems found so far in one request.
-#[derive(Default)]
-struct Problems(Vec<String>);
-
-impl Problems {
-    fn add(&mut self, field: &str, message: impl std::fmt::Display) {
-        self.0.push(format!("{field}: {message}"));
-    }
-
-    fn finish<T>(self, value: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
-        if self.0.is_empty() {
-            value()
-        } else {
-            Err(ApiError::invalid(self.0.join("; ")))
-        }
-    }
-}
 
 /// Why `id` is not a VM id (`[A-Za-z0-9._-]{1,48}`), if it is not.
 pub fn id_problem(id: &str) -> Option<String> {
@@ -56,14 +40,7 @@ pub fn vm_id(id: &str) -> Result<(), ApiError> {
 
 /// Parses a JSON body as an object; an empty body is `None`.
 fn object(body: &[u8]) -> Result<Option<Map<String, Value>>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(Some(m)),
-        Ok(_) => Err(ApiError::invalid("body: expected a JSON object")),
-        Err(e) => Err(ApiError::invalid(format!("body: invalid JSON: {e}"))),
-    }
+    Ok(validate::object(body)?)
 }
 
 fn unknown(p: &mut Problems, prefix: &str, m: &Map<String, Value>, known: &[&str]) {
@@ -72,38 +49,6 @@ fn unknown(p: &mut Problems, prefix: &str, m: &Map<String, Value>, known: &[&str
             &format!("{prefix}{key}"),
             format!("unknown field (expected one of: {})", known.join(", ")),
         );
-    }
-}
-
-fn string<'a>(p: &mut Problems, field: &str, v: Option<&'a Value>) -> Option<&'a str> {
-    match v {
-        None | Some(Value::Null) => {
-            p.add(field, "required");
-            None
-        }
-        Some(Value::String(s)) => Some(s),
-        Some(_) => {
-            p.add(field, "expected a string");
-            None
-        }
-    }
-}
-
-/// Checks an optional integer in `min..=max`; absent or null is fine.
-fn int(p: &mut Problems, field: &str, v: Option<&Value>, min: u64, max: u64) -> Option<u64> {
-    match v {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(n) if (min..=max).contains(&n) => Some(n),
-            _ => {
-                p.add(field, format!("{n} is out of range {min}..={max}"));
-                None
-            }
-        },
-        Some(_) => {
-            p.add(field, "expected an integer");
-            None
-        }
     }
 }
 
@@ -133,8 +78,14 @@ pub fn start_vm(body: &[u8]) -> Result<StartVm, ApiError> {
         Some(k) => p.add("kind", format!("{k:?}: expected \"qemu\" or \"process\"")),
     }
     abs_path(&mut p, "disk", m.get("disk"));
-    int(&mut p, "memory_mib", m.get("memory_mib"), 16, 65_536);
-    int(&mut p, "vcpus", m.get("vcpus"), 1, 64);
+    int(
+        &mut p,
+        "memory_mib",
+        m.get("memory_mib"),
+        (16, 65_536),
+        false,
+    );
+    int(&mut p, "vcpus", m.get("vcpus"), (1, 64), false);
     match m.get("lease") {
         None | Some(Value::Null) => {}
         Some(Value::Object(l)) => lease(&mut p, l),
@@ -166,14 +117,9 @@ fn lease(p: &mut Problems, l: &Map<String, Value>) {
         }
     }
     abs_path(p, "lease.path", l.get("path"));
-    match l.get("offset") {
-        None | Some(Value::Null) => p.add("lease.offset", "required"),
-        v => {
-            if let Some(off) = int(p, "lease.offset", v, 0, u64::MAX) {
-                if off % 512 != 0 {
-                    p.add("lease.offset", format!("{off} is not a multiple of 512"));
-                }
-            }
+    if let Some(off) = int(p, "lease.offset", l.get("offset"), (0, u64::MAX), true) {
+        if off % 512 != 0 {
+            p.add("lease.offset", format!("{off} is not a multiple of 512"));
         }
     }
     unknown(p, "lease.", l, LEASE_FIELDS);
@@ -184,13 +130,8 @@ pub fn stop_timeout(body: &[u8]) -> Result<Duration, ApiError> {
     let mut p = Problems::default();
     let mut ms = DEFAULT_STOP_TIMEOUT_MS;
     if let Some(m) = object(body)? {
-        if let Some(n) = int(
-            &mut p,
-            "timeout_ms",
-            m.get("timeout_ms"),
-            0,
-            MAX_STOP_TIMEOUT_MS,
-        ) {
+        let range = (0, MAX_STOP_TIMEOUT_MS);
+        if let Some(n) = int(&mut p, "timeout_ms", m.get("timeout_ms"), range, false) {
             ms = n;
         }
         unknown(&mut p, "", &m, &["timeout_ms"]);

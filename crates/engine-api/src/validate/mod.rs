@@ -17,12 +17,10 @@ pub use bodies::{
 };
 pub use query::{events_query, tasks_query};
 
-use serde_json::{Map, Value};
+pub use nosplit_httpserve::validate::Invalid;
+pub(crate) use nosplit_httpserve::validate::{int, object, string, Problems};
 
-/// Input that does not pass; the message lists every problem.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub String);
+use serde_json::{Map, Value};
 
 impl From<Invalid> for crate::types::EngineError {
     fn from(e: Invalid) -> Self {
@@ -64,27 +62,6 @@ pub const GRACE_MS: (u64, u64) = (0, 3_600_000);
 pub const LIMIT: (u64, u64) = (1, 10_000);
 /// Longest long poll, ms.
 pub const MAX_WAIT_MS: u64 = 30_000;
-
-/// Problems found so far in one request.
-#[derive(Default)]
-pub(crate) struct Problems(Vec<String>);
-
-impl Problems {
-    pub(crate) fn add(&mut self, field: &str, message: impl std::fmt::Display) {
-        self.0.push(format!("{field}: {message}"));
-    }
-
-    pub(crate) fn finish<T>(
-        self,
-        value: impl FnOnce() -> Result<T, Invalid>,
-    ) -> Result<T, Invalid> {
-        if self.0.is_empty() {
-            value()
-        } else {
-            Err(Invalid(self.0.join("; ")))
-        }
-    }
-}
 
 fn word(s: &str, max: usize, first: impl Fn(u8) -> bool, rest: impl Fn(u8) -> bool) -> bool {
     let b = s.as_bytes();
@@ -161,18 +138,6 @@ pub fn vm_id(s: &str) -> Result<(), Invalid> {
     one("id", vm_id_problem(s))
 }
 
-/// Parses a JSON body as an object; an empty body is `None`.
-pub(crate) fn object(body: &[u8]) -> Result<Option<Map<String, Value>>, Invalid> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(Some(m)),
-        Ok(_) => Err(Invalid("body: expected a JSON object".into())),
-        Err(e) => Err(Invalid(format!("body: invalid JSON: {e}"))),
-    }
-}
-
 /// A JSON object body that must be there.
 pub(crate) fn required_object(body: &[u8], what: &str) -> Result<Map<String, Value>, Invalid> {
     object(body)?.ok_or_else(|| Invalid(format!("body: required: a {what} JSON object")))
@@ -197,21 +162,6 @@ pub(crate) fn unknown(p: &mut Problems, prefix: &str, m: &Map<String, Value>, kn
     }
 }
 
-/// A required string.
-pub(crate) fn string<'a>(p: &mut Problems, field: &str, v: Option<&'a Value>) -> Option<&'a str> {
-    match v {
-        None | Some(Value::Null) => {
-            p.add(field, "required");
-            None
-        }
-        Some(Value::String(s)) => Some(s),
-        Some(_) => {
-            p.add(field, "expected a string");
-            None
-        }
-    }
-}
-
 /// A string that must pass `check`.
 pub(crate) fn named(
     p: &mut Problems,
@@ -221,35 +171,6 @@ pub(crate) fn named(
 ) {
     if let Some(e) = string(p, field, v).and_then(check) {
         p.add(field, e);
-    }
-}
-
-/// An integer in `range` (inclusive), required or not.
-pub(crate) fn int(
-    p: &mut Problems,
-    field: &str,
-    v: Option<&Value>,
-    (min, max): (u64, u64),
-    required: bool,
-) -> Option<u64> {
-    match v {
-        None | Some(Value::Null) => {
-            if required {
-                p.add(field, "required");
-            }
-            None
-        }
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(n) if (min..=max).contains(&n) => Some(n),
-            _ => {
-                p.add(field, format!("{n} is out of range {min}..={max}"));
-                None
-            }
-        },
-        Some(_) => {
-            p.add(field, "expected an integer");
-            None
-        }
     }
 }
 

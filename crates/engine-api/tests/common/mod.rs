@@ -3,16 +3,15 @@
 //! HTTP/1.1 sender that also checks no token leaks into a response.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
 
 use nosplit_engine_api::auth::Tokens;
 use nosplit_engine_api::ops::EngineOps;
 use nosplit_engine_api::server::{spawn_server, ServerHandle};
 use nosplit_engine_api::types::*;
 use nosplit_engine_core::model::*;
+use nosplit_httpserve::testing;
 use serde_json::Value;
 
 pub const ADMIN: &str = "admin-token-0123456789abcdef-0123456789";
@@ -262,45 +261,7 @@ pub fn start() -> (ServerHandle, Arc<Fake>) {
 /// One HTTP/1.1 request with `Connection: close`; returns status and JSON
 /// body (`Null` when empty). Fails the test if a token is in the answer.
 pub fn send(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let req = format!(
-        "{head}Host: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let _ = s.write_all(body); // the server may answer (413) before reading it all
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8(raw).unwrap();
-    assert!(
-        !text.contains(ADMIN) && !text.contains(USER),
-        "a token leaked: {text}"
-    );
-    let (headers, mut payload) = text.split_once("\r\n\r\n").unwrap();
-    let status: u16 = headers[9..12].parse().unwrap();
-    let mut decoded = String::new();
-    if headers
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        while let Some((len, rest)) = payload.split_once("\r\n") {
-            let n = usize::from_str_radix(len.trim(), 16).unwrap();
-            decoded.push_str(&rest[..n]);
-            payload = rest[n..].trim_start_matches("\r\n");
-            if n == 0 {
-                break;
-            }
-        }
-    } else {
-        decoded = payload.to_string();
-    }
-    let v = if decoded.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&decoded).unwrap()
-    };
-    (status, v)
+    testing::send(addr, head, body, &[ADMIN, USER])
 }
 
 /// A request with `token`.

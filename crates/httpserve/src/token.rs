@@ -1,17 +1,21 @@
-//! The agent's bearer token: a secret that never prints (its `Debug` shows
-//! `<redacted>`, it has no `Display`) and compares in constant time.
+//! Bearer tokens: a secret that never prints (its `Debug` shows
+//! `<redacted>`, it has no `Display`) and compares in constant time; read
+//! from a private file or given as a string; and [`bearer`], which finds the
+//! token a request presents.
 
 use std::fmt;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use axum::http::{header, HeaderMap};
+
 /// Shortest accepted token, in characters.
 pub const MIN_TOKEN_LEN: usize = 32;
 /// Longest accepted token, in characters.
 pub const MAX_TOKEN_LEN: usize = 4096;
 
-/// The bearer token the API requires.
+/// One bearer secret.
 #[derive(Clone)]
 pub struct Token(Box<[u8]>);
 
@@ -118,6 +122,14 @@ impl Token {
     }
 }
 
+/// The token in `Authorization: Bearer <token>`, if the request has one
+/// (the scheme is matched exactly, as the APIs document it).
+pub fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+}
+
 impl PartialEq for Token {
     fn eq(&self, other: &Token) -> bool {
         self.matches(&other.0)
@@ -160,6 +172,18 @@ mod tests {
         let mut other = GOOD.as_bytes().to_vec();
         other[31] ^= 1;
         assert!(!t.matches(&other));
+    }
+
+    #[test]
+    fn bearer_needs_the_exact_scheme() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
+        assert_eq!(bearer(&h), Some(&b"abc"[..]));
+        h.insert(header::AUTHORIZATION, "bearer abc".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+        h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(bearer(&h), None);
     }
 
     #[test]
