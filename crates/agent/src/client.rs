@@ -9,12 +9,21 @@ use crate::model::{AgentError, StartVm, VmInfo};
 /// How long one request may take (a QEMU start included).
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// An agent's address and token.
-#[derive(Debug, Clone)]
+/// An agent's address and token. `Debug` shows the address only.
+#[derive(Clone)]
 pub struct AgentClient {
     base: String,
     auth: String,
     agent: ureq::Agent,
+}
+
+impl std::fmt::Debug for AgentClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentClient")
+            .field("base", &self.base)
+            .field("auth", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 /// A failed call: the agent's error, or no answer.
@@ -99,5 +108,17 @@ impl AgentClient {
                 .timeout(Duration::from_secs(2))
                 .call(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let c = AgentClient::new("127.0.0.1:1".parse().unwrap(), &"s".repeat(40));
+        let d = format!("{c:?}");
+        assert!(d.contains("127.0.0.1:1") && !d.contains("ssss"), "{d}");
     }
 }

@@ -38,7 +38,7 @@ fn start(dir: &Path) -> Engine {
     std::fs::write(
         &cfg,
         format!(
-            "listen = \"127.0.0.1:{port}\"\nstore = \"{d}/engine.redb\"\nagent_token_file = \"{d}/agent.token\"\n[[token]]\nrole = \"admin\"\nfile = \"{d}/admin.token\"\n[[token]]\nrole = \"user\"\nfile = \"{d}/user.token\"\n",
+            "listen = \"127.0.0.1:{port}\"\nstore = \"{d}/engine.redb\"\nagent_token_dir = \"{d}\"\n[[token]]\nrole = \"admin\"\nfile = \"{d}/admin.token\"\n[[token]]\nrole = \"user\"\nfile = \"{d}/user.token\"\n",
             d = dir.display()
         ),
     )
@@ -235,7 +235,7 @@ fn a_bad_engine_config_reports_every_problem_and_exits_2() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    for want in ["listen", "store", "colour", "agent_token_file", "token"] {
+    for want in ["listen", "store", "colour", "agent_token_dir", "token"] {
         assert!(err.contains(want), "{want}: {err}");
     }
 }

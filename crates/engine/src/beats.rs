@@ -1,7 +1,8 @@
 //! Heartbeat listeners: one UDP socket per plane address; each datagram
 //! that decodes as an agent heartbeat is passed on with the plane it
 //! arrived on and the time it arrived (the sender's claims are not
-//! trusted for the plane: a beat counts for the plane whose socket got it).
+//! trusted for the plane: a beat counts for the plane whose socket got it),
+//! and [`from_host`], which checks a beat came from its host's address.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use nosplit_clock::{Clock, MonoTime, RealClock};
-use nosplit_engine_core::model::Plane;
+use nosplit_engine_core::model::{Host, Plane};
 
 /// One heartbeat as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +106,17 @@ impl Drop for Listeners {
     }
 }
 
+/// Whether beat `r` comes from where host `h` said its plane is: a
+/// datagram from any other address (another host, a stray sender) is not
+/// that host's heartbeat. A host that gave no address for the plane is
+/// taken at its word.
+pub fn from_host(h: &Host, r: &Received) -> bool {
+    h.planes
+        .iter()
+        .find(|(p, _)| *p == r.plane)
+        .is_none_or(|(_, ip)| ip.parse::<std::net::IpAddr>().ok() == Some(r.from.ip()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +144,42 @@ mod tests {
         assert_eq!(
             (r.host_id, r.plane, r.boot.as_str()),
             (7, Plane::Stor, "boot")
+        );
+    }
+
+    #[test]
+    fn a_beat_counts_only_from_the_hosts_address_on_that_plane() {
+        let h = Host {
+            name: "h1".into(),
+            host_id: 1,
+            agent: "10.77.1.11:7410".into(),
+            planes: vec![
+                (Plane::Mgmt, "10.77.1.11".into()),
+                (Plane::Stor, "10.77.3.11".into()),
+            ],
+            cpus: 4,
+            memory_mib: 4096,
+            maintenance: false,
+        };
+        let beat = |plane, from: &str| Received {
+            host_id: 1,
+            plane,
+            boot: "b".into(),
+            at: RealClock.now(),
+            from: from.parse().unwrap(),
+        };
+        assert!(from_host(&h, &beat(Plane::Mgmt, "10.77.1.11:4000")));
+        assert!(
+            !from_host(&h, &beat(Plane::Mgmt, "10.77.1.12:4000")),
+            "another host"
+        );
+        assert!(
+            !from_host(&h, &beat(Plane::Stor, "10.77.1.11:4000")),
+            "wrong plane's address"
+        );
+        assert!(
+            from_host(&h, &beat(Plane::Svc, "10.77.2.99:4000")),
+            "no address given for svc"
         );
     }
 }

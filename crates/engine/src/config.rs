@@ -5,7 +5,7 @@
 //! ```toml
 //! listen = "127.0.0.1:7400"                 # REST API; required
 //! store = "/var/lib/nosplit/engine.redb"    # embedded store; required, absolute
-//! agent_token_file = "/etc/nosplit/agent.token"  # the agents' bearer token; required
+//! agent_token_dir = "/etc/nosplit/agents"  # per-host agent tokens, <host>.token; required
 //! plane_timeout_ms = 1500                   # a plane is down after this long without a beat
 //!
 //! [[token]]                                  # at least one admin
@@ -41,8 +41,8 @@ pub struct EngineConfig {
     pub listen: SocketAddr,
     /// Store file.
     pub store: PathBuf,
-    /// The agents' token.
-    pub agent_token: String,
+    /// The per-host agent tokens (read when needed).
+    pub agent_tokens: crate::agent_tokens::AgentTokens,
     /// API tokens and their roles.
     pub tokens: Vec<(Role, String)>,
     /// Heartbeat listeners.
@@ -56,7 +56,7 @@ impl std::fmt::Debug for EngineConfig {
         f.debug_struct("EngineConfig")
             .field("listen", &self.listen)
             .field("store", &self.store)
-            .field("agent_token", &"<redacted>")
+            .field("agent_tokens", &self.agent_tokens.dir())
             .field(
                 "tokens",
                 &self.tokens.iter().map(|(r, _)| r).collect::<Vec<_>>(),
@@ -110,6 +110,23 @@ fn secret(path: &Path) -> Result<String, String> {
         ));
     }
     Ok(t)
+}
+
+/// Checks the agent token directory: a directory others cannot write to
+/// (or a planted token file would open a host's agent to them).
+fn private_dir(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{}: not a directory", path.display()));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(format!(
+            "{}: group or others may write to it (mode {:o}); use 0700",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        ));
+    }
+    Ok(())
 }
 
 /// Reads and checks a configuration file.
@@ -167,23 +184,29 @@ pub fn parse(text: &str, source_name: &str) -> Result<EngineConfig, ConfigErrors
     };
     let listen = addr(&mut f, "listen");
     let store = abs(&mut f, "store");
-    let agent_token_file = abs(&mut f, "agent_token_file");
+    let agent_token_dir = abs(&mut f, "agent_token_dir");
     let plane_timeout = f.int("plane_timeout_ms", 100, 60_000).unwrap_or(1500);
     let token_tables = f.tables("token");
     let beat_tables = f.tables("heartbeat");
     for (key, v) in [
         ("listen", listen.is_some()),
         ("store", store.is_some()),
-        ("agent_token_file", agent_token_file.is_some()),
+        ("agent_token_dir", agent_token_dir.is_some()),
     ] {
         if !v && !table.contains_key(key) {
             f.problem(key, "required");
         }
     }
-    let agent_token = agent_token_file.as_ref().and_then(|p| match secret(p) {
-        Ok(t) => Some(t),
+    if f.str("agent_token_file").is_some() {
+        f.problem(
+            "agent_token_file",
+            "replaced by agent_token_dir: one token per host, in <dir>/<host>.token",
+        );
+    }
+    let agent_tokens = agent_token_dir.and_then(|d| match private_dir(&d) {
+        Ok(()) => Some(crate::agent_tokens::AgentTokens::new(d)),
         Err(m) => {
-            f.problem("agent_token_file", m);
+            f.problem("agent_token_dir", m);
             None
         }
     });
@@ -246,15 +269,17 @@ pub fn parse(text: &str, source_name: &str) -> Result<EngineConfig, ConfigErrors
             heartbeats.push((p, l));
         }
     }
-    match (listen, store, agent_token) {
-        (Some(listen), Some(store), Some(agent_token)) if problems.is_empty() => Ok(EngineConfig {
-            listen,
-            store,
-            agent_token,
-            tokens,
-            heartbeats,
-            plane_timeout: Duration::from_millis(plane_timeout),
-        }),
+    match (listen, store, agent_tokens) {
+        (Some(listen), Some(store), Some(agent_tokens)) if problems.is_empty() => {
+            Ok(EngineConfig {
+                listen,
+                store,
+                agent_tokens,
+                tokens,
+                heartbeats,
+                plane_timeout: Duration::from_millis(plane_timeout),
+            })
+        }
         _ => Err(err(problems)),
     }
 }
@@ -279,19 +304,22 @@ mod tests {
             tok(d.path(), "u", 0o600),
             tok(d.path(), "b", 0o644),
         );
-        let good = format!("listen = \"127.0.0.1:7400\"\nstore = \"/tmp/e.redb\"\nagent_token_file = \"{a}\"\n[[token]]\nrole = \"admin\"\nfile = \"{a}\"\n[[token]]\nrole = \"user\"\nfile = \"{u}\"\n[[heartbeat]]\nplane = \"mgmt\"\nlisten = \"127.0.0.1:7411\"\n");
+        let dir = d.path().display();
+        let good = format!("listen = \"127.0.0.1:7400\"\nstore = \"/tmp/e.redb\"\nagent_token_dir = \"{dir}\"\n[[token]]\nrole = \"admin\"\nfile = \"{a}\"\n[[token]]\nrole = \"user\"\nfile = \"{u}\"\n[[heartbeat]]\nplane = \"mgmt\"\nlisten = \"127.0.0.1:7411\"\n");
         let c = parse(&good, "g").unwrap();
+        assert_eq!(c.agent_tokens.dir(), d.path());
         assert_eq!(c.tokens.len(), 2);
         assert!(
             !format!("{c:?}").contains("xxxx"),
             "secrets stay out of Debug"
         );
-        let badcfg = format!("listen = \"nowhere\"\nstore = \"rel\"\nagent_token_file = \"{bad}\"\ncolour = 1\n[[token]]\nrole = \"root\"\nfile = \"{a}\"\n[[heartbeat]]\nplane = \"wan\"\n");
+        let badcfg = format!("listen = \"nowhere\"\nstore = \"rel\"\nagent_token_dir = \"{bad}\"\nagent_token_file = \"{a}\"\ncolour = 1\n[[token]]\nrole = \"root\"\nfile = \"{a}\"\n[[heartbeat]]\nplane = \"wan\"\n");
         let e = parse(&badcfg, "b").unwrap_err();
         let fields: Vec<&str> = e.problems.iter().map(|p| p.field.as_str()).collect();
         for want in [
             "listen",
             "store",
+            "agent_token_dir",
             "agent_token_file",
             "colour",
             "token[0].role",

@@ -4,6 +4,7 @@
 //! `nosplit-lease-runtime`), storage domain and lease creation
 //! ([`domainops`]), commands to the agents, the store and the REST API.
 
+pub mod agent_tokens;
 pub mod beats;
 pub mod config;
 pub mod domainops;

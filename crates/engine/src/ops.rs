@@ -259,8 +259,7 @@ impl EngineOps for Engine {
             .map_err(store_err)?;
         if let Some(h) = &vm.host {
             if let Ok(host) = self.store.get_host(h) {
-                if let Ok(addr) = host.agent.parse() {
-                    let c = nosplit_agent::client::AgentClient::new(addr, &self.cfg.agent_token);
+                if let Ok(c) = self.agent_client(&host) {
                     let _ = c.stop(id);
                 }
             }

@@ -42,6 +42,10 @@ pub struct Engine {
     /// The core's task ids (restart at 1 with the process) to the store's
     /// (stable across restarts).
     task_ids: Mutex<BTreeMap<u64, u64>>,
+    /// Hosts whose agent poll is in flight.
+    polling: Mutex<std::collections::BTreeSet<String>>,
+    /// Hosts (or host/plane keys) with a warning raised and not yet cleared.
+    warned: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -114,6 +118,8 @@ impl Engine {
             epoch: now,
             results: Mutex::new(tx),
             task_ids: Mutex::new(BTreeMap::new()),
+            polling: Mutex::new(std::collections::BTreeSet::new()),
+            warned: Mutex::new(std::collections::BTreeSet::new()),
         });
         for d in engine.store.list_domains()? {
             engine.watch(&d);
@@ -175,14 +181,26 @@ impl Engine {
         let mut last_poll = RealClock.now();
         loop {
             let hosts: Vec<Host> = self.store.list_hosts().unwrap_or_default();
-            let by_id: BTreeMap<u32, String> =
-                hosts.iter().map(|h| (h.host_id, h.name.clone())).collect();
+            let by_id: BTreeMap<u32, &Host> = hosts.iter().map(|h| (h.host_id, h)).collect();
             while let Ok(b) = beats.try_recv() {
-                if let Some(name) = by_id.get(&b.host_id) {
+                let Some(h) = by_id.get(&b.host_id) else {
+                    continue;
+                };
+                if crate::beats::from_host(h, &b) {
                     let _ = self.input(Input::Heartbeat {
-                        host: name.clone(),
+                        host: h.name.clone(),
                         plane: b.plane,
                     });
+                } else {
+                    self.warn_once(
+                        &format!("{}/beat-{:?}", h.name, b.plane),
+                        &h.name,
+                        "heartbeat-spoofed",
+                        format!(
+                            "a {:?} heartbeat for host {} came from {}, not from its address on that plane; ignored",
+                            b.plane, h.name, b.from
+                        ),
+                    );
                 }
             }
             while let Ok(r) = results.try_recv() {
@@ -217,29 +235,89 @@ impl Engine {
         }
     }
 
-    /// Tells the core which VMs reachable agents report running.
-    fn poll_agents(&self, hosts: &[Host]) {
+    /// A client of `h`'s agent, with `h`'s own token.
+    pub(crate) fn agent_client(&self, h: &Host) -> Result<AgentClient, String> {
+        let addr = h
+            .agent
+            .parse()
+            .map_err(|_| format!("host {}: bad agent address {}", h.name, h.agent))?;
+        let token = self
+            .cfg
+            .agent_tokens
+            .token(&h.name)
+            .map_err(|e| e.to_string())?;
+        Ok(AgentClient::new(addr, token.expose()))
+    }
+
+    /// Asks every agent what runs on it, each on a thread of its own (a
+    /// dead or hung agent never stalls the loop, nor the other polls); the
+    /// answers come back through the results channel. A host whose last
+    /// poll has not answered yet is skipped.
+    fn poll_agents(self: &Arc<Self>, hosts: &[Host]) {
         for h in hosts {
-            let Ok(addr) = h.agent.parse() else { continue };
-            let c = AgentClient::new(addr, &self.cfg.agent_token);
-            let Ok(vms) = c.list() else { continue };
-            for v in vms {
-                if matches!(
-                    v.status,
-                    VmStatus::Running | VmStatus::Paused | VmStatus::Frozen | VmStatus::IoError
-                ) {
-                    let _ = self.input(Input::VmRunning {
-                        vm: v.id,
-                        host: h.name.clone(),
-                    });
-                } else if v.status == VmStatus::Crashed {
-                    // Ignored by the core unless the VM runs there in its view.
-                    let _ = self.input(Input::VmExited {
-                        vm: v.id,
-                        host: h.name.clone(),
-                    });
-                }
+            if !lock(&self.polling).insert(h.name.clone()) {
+                continue;
             }
+            let (e, h) = (self.clone(), h.clone());
+            let name = h.name.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("poll-{}", h.name))
+                .spawn(move || {
+                    e.poll_agent(&h);
+                    lock(&e.polling).remove(&h.name);
+                });
+            if spawned.is_err() {
+                lock(&self.polling).remove(&name);
+            }
+        }
+    }
+
+    /// One agent's VMs, as inputs for the core.
+    fn poll_agent(&self, h: &Host) {
+        let c = match self.agent_client(h) {
+            Ok(c) => c,
+            Err(m) => {
+                self.warn_once(&h.name, &h.name, "agent-unusable", m);
+                return;
+            }
+        };
+        let Ok(vms) = c.list() else { return };
+        lock(&self.warned).remove(&h.name);
+        let tx = lock(&self.results).clone();
+        for v in vms {
+            let input = if matches!(
+                v.status,
+                VmStatus::Running | VmStatus::Paused | VmStatus::Frozen | VmStatus::IoError
+            ) {
+                Input::VmRunning {
+                    vm: v.id,
+                    host: h.name.clone(),
+                }
+            } else if v.status == VmStatus::Crashed {
+                // Ignored by the core unless the VM runs there in its view.
+                Input::VmExited {
+                    vm: v.id,
+                    host: h.name.clone(),
+                }
+            } else {
+                continue;
+            };
+            if tx.send(input).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A warning event about `host`, once per `key` until the condition
+    /// clears (the key is removed from `warned`).
+    fn warn_once(&self, key: &str, host: &str, kind: &str, detail: String) {
+        if lock(&self.warned).insert(key.to_string()) {
+            self.publish(vec![Command::Event(self.event(
+                "warning",
+                kind,
+                Some(host),
+                detail,
+            ))]);
         }
     }
 
@@ -312,12 +390,8 @@ impl Engine {
             .store
             .get_domain(&v.domain)
             .map_err(|e| e.to_string())?;
-        let addr = h
-            .agent
-            .parse()
-            .map_err(|_| format!("host {host}: bad agent address {}", h.agent))?;
         Ok(StartJob {
-            client: AgentClient::new(addr, &self.cfg.agent_token),
+            client: self.agent_client(&h)?,
             req: start_request(&v, &d, host),
         })
     }

@@ -109,6 +109,13 @@ impl Token {
         Ok(Token(secret.as_bytes().into()))
     }
 
+    /// The secret itself, for sending it (an `Authorization` header of an
+    /// outgoing request). Never log or print what this returns.
+    pub fn expose(&self) -> &str {
+        // Checked printable ASCII in `new`, so always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
     /// Whether `presented` is the token. The time taken depends on the
     /// lengths only, never on where the bytes differ.
     pub fn matches(&self, presented: &[u8]) -> bool {

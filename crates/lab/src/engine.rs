@@ -26,7 +26,7 @@ pub struct LabEngine {
     pub addr: SocketAddr,
 }
 
-fn secret_file(path: &std::path::Path) -> Result<String, LabError> {
+pub(crate) fn secret_file(path: &std::path::Path) -> Result<String, LabError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt;
     let token: String = (0..4)
@@ -70,9 +70,9 @@ impl LabEngine {
         }
         let cfg = root.join("engine.toml");
         let text = format!(
-            "listen = \"{addr}\"\nstore = \"{}\"\nagent_token_file = \"{}\"\nplane_timeout_ms = 1500\n\n[[token]]\nrole = \"admin\"\nfile = \"{}\"\n{beats}",
+            "listen = \"{addr}\"\nstore = \"{}\"\nagent_token_dir = \"{}\"\nplane_timeout_ms = 1500\n\n[[token]]\nrole = \"admin\"\nfile = \"{}\"\n{beats}",
             root.join("engine.redb").display(),
-            root.join("agent.token").display(),
+            crate::host::HostCtx::ensure_token_dir(layout)?.display(),
             root.join("admin.token").display(),
         );
         std::fs::write(&cfg, text).map_err(|e| LabError::io("writing", &cfg, e))?;

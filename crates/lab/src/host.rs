@@ -88,9 +88,35 @@ impl HostCtx {
         )))
     }
 
-    /// The lab's agent token file (shared by the lab's agents).
+    /// The lab's directory of per-host agent tokens (the engine's
+    /// `agent_token_dir`).
+    pub fn token_dir(layout: &Layout) -> PathBuf {
+        layout.root().join("agents")
+    }
+
+    /// This host's agent token file (each host has its own).
     pub fn token_file(&self) -> PathBuf {
-        self.layout.root().join("agent.token")
+        Self::token_dir(&self.layout).join(format!("h{}.token", self.n))
+    }
+
+    /// Makes the token directory (mode 0700) if it is not there.
+    pub(crate) fn ensure_token_dir(layout: &Layout) -> Result<PathBuf, LabError> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Self::token_dir(layout);
+        std::fs::create_dir_all(&dir).map_err(|e| LabError::io("creating", &dir, e))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| LabError::io("chmod 700", &dir, e))?;
+        Ok(dir)
+    }
+
+    /// Makes this host's token (a fresh random secret, mode 0600) unless
+    /// it has one already.
+    fn ensure_token(&self) -> Result<(), LabError> {
+        Self::ensure_token_dir(&self.layout)?;
+        if !self.token_file().exists() {
+            crate::engine::secret_file(&self.token_file())?;
+        }
+        Ok(())
     }
 
     /// A client of the host's agent.
@@ -119,6 +145,7 @@ impl HostCtx {
                 a.get(p)
             ));
         }
+        self.ensure_token()?;
         let cfg = self.layout.run(self.n).join("agent.toml");
         let text = format!(
             "host_name = \"h{n}\"\nhost_id = {n}\nlisten = \"{listen}\"\ntoken_file = \"{token}\"\nleased_socket = \"{leased}\"\nrun_dir = \"{run}\"\nbin = \"{bin}\"\nallow_unleased = {unleased}\nheartbeat_interval_ms = 250\n{planes}",
