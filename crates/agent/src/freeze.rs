@@ -9,9 +9,11 @@
 //!   at its timeout (then `leased` kills the VM, or the watchdog resets the
 //!   host). The status must then read `paused` (or `io-error`, where QEMU
 //!   stopped itself after a failed request: nothing in flight either).
-//! - Process VMs: SIGSTOP, then every thread must be in state `T`. A thread
-//!   in the middle of a write is not (it stops only when the call returns),
-//!   so a confirmed stop has no write in flight.
+//! - Process VMs: SIGSTOP to the process group the VM leads (as the
+//!   driver's pause does: a shell VM and its `dd` stop together), then every
+//!   thread of every process of the group must be in state `T`. A thread in
+//!   the middle of a write is not (it stops only when the call returns), so
+//!   a confirmed stop has no write in flight anywhere in the VM.
 //!
 //! The hook does not depend on the agent running: a wedged or dead agent
 //! must not turn a freeze into a kill.
@@ -85,42 +87,114 @@ fn thread_states(pid: u32) -> Option<Vec<char>> {
     Some(out)
 }
 
-/// SIGSTOPs `pid` and waits until every thread is stopped.
-pub fn freeze_process(pid: u32, timeout: Duration) -> Result<(), FreezeError> {
-    let err = |what: String| FreezeError::Process { pid, what };
-    let p = i32::try_from(pid)
+fn raw_pid(pid: u32) -> Option<rustix::process::Pid> {
+    i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
-        .ok_or_else(|| err("not a valid pid".into()))?;
-    rustix::process::kill_process(p, rustix::process::Signal::STOP)
-        .map_err(|e| err(format!("SIGSTOP: {e}")))?;
+}
+
+/// Whether `pid` leads its own process group (a VM's process does: the
+/// driver starts it in a group of its own, and signals that group).
+fn leads_group(pid: u32) -> Option<bool> {
+    let st = nosplit_vmrt::driver::read_stat(pid)?;
+    Some(i64::from(st.pgrp) == i64::from(pid))
+}
+
+/// Sends `sig` to the group `pid` leads, or to `pid` alone if it leads none.
+fn signal_vm(pid: u32, sig: rustix::process::Signal) -> Result<(), FreezeError> {
+    let err = |what: String| FreezeError::Process { pid, what };
+    let p = raw_pid(pid).ok_or_else(|| err("not a valid pid".into()))?;
+    let group = leads_group(pid).ok_or_else(|| err("gone".into()))?;
+    let r = if group {
+        rustix::process::kill_process_group(p, sig)
+    } else {
+        rustix::process::kill_process(p, sig)
+    };
+    r.map_err(|e| err(format!("{sig:?}: {e}")))
+}
+
+/// The threads of the VM `pid` (its whole group, if it leads one) that are
+/// not stopped, as `(pid, state)`; `None` if `pid` itself is gone. A member
+/// that exits meanwhile, or is a zombie, runs no code and is left out.
+fn not_stopped(pid: u32, group: bool) -> Option<Vec<(u32, char)>> {
+    let members = if group {
+        nosplit_vmrt::driver::group_members(i32::try_from(pid).ok()?)
+    } else {
+        vec![pid]
+    };
+    let mut out = Vec::new();
+    let mut leader = false;
+    for m in members {
+        let Some(states) = thread_states(m) else {
+            continue;
+        };
+        if m == pid {
+            if states.iter().all(|c| matches!(c, 'Z' | 'X' | 'x')) {
+                return None;
+            }
+            leader = true;
+        }
+        out.extend(
+            states
+                .into_iter()
+                .filter(|c| !matches!(c, 'T' | 't' | 'Z' | 'X' | 'x'))
+                .map(|c| (m, c)),
+        );
+    }
+    leader.then_some(out)
+}
+
+/// SIGSTOPs the VM `pid` (the whole process group it leads, as the
+/// driver's pause does) and waits until every thread of every process of
+/// the group is stopped. The stop is sent again while waiting, so a
+/// process forked just before it is stopped too.
+pub fn freeze_process(pid: u32, timeout: Duration) -> Result<(), FreezeError> {
+    let err = |what: String| FreezeError::Process { pid, what };
+    let group = leads_group(pid).ok_or_else(|| err("gone".into()))?;
+    signal_vm(pid, rustix::process::Signal::STOP)?;
     let start = Instant::now();
     loop {
-        match thread_states(pid) {
+        match not_stopped(pid, group) {
             None => return Err(err("gone".into())),
-            Some(s) if s.iter().all(|c| *c == 'T' || *c == 't') => return Ok(()),
+            Some(s) if s.is_empty() => return Ok(()),
             Some(s) if start.elapsed() > timeout => {
-                return Err(err(format!("threads not stopped after {timeout:?}: {s:?}")))
+                return Err(err(format!(
+                    "threads not stopped after {timeout:?} (pid, state): {s:?}"
+                )))
             }
-            Some(_) => std::thread::sleep(Duration::from_millis(2)),
+            Some(_) => {
+                signal_vm(pid, rustix::process::Signal::STOP)?;
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
     }
 }
 
-/// SIGCONTs `pid`.
+/// SIGCONTs the VM `pid` (the whole group it leads).
 pub fn thaw_process(pid: u32) -> Result<(), FreezeError> {
-    let err = |what: String| FreezeError::Process { pid, what };
-    let p = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-        .ok_or_else(|| err("not a valid pid".into()))?;
-    rustix::process::kill_process(p, rustix::process::Signal::CONT)
-        .map_err(|e| err(format!("SIGCONT: {e}")))
+    signal_vm(pid, rustix::process::Signal::CONT)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nosplit_vmrt::driver::{ProcessDriver, RunningVm, VmDriver, VmKind, VmSpec};
+
+    /// Polls `f` until it holds (the deadline only bounds a broken run).
+    fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !f() {
+            assert!(start.elapsed() < Duration::from_secs(20), "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn all_stopped(pid: u32) -> bool {
+        thread_states(pid)
+            .unwrap()
+            .iter()
+            .all(|s| matches!(s, 'T' | 't'))
+    }
 
     #[test]
     fn a_sleeping_process_freezes_and_thaws() {
@@ -128,14 +202,64 @@ mod tests {
             .arg("30")
             .spawn()
             .unwrap();
+        // It shares the test's process group: only it is stopped.
+        assert_eq!(leads_group(c.id()), Some(false));
         freeze_process(c.id(), Duration::from_secs(2)).unwrap();
-        assert!(thread_states(c.id()).unwrap().iter().all(|s| *s == 'T'));
+        assert!(all_stopped(c.id()));
+        assert!(!all_stopped(std::process::id()), "the test itself runs");
         thaw_process(c.id()).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(thread_states(c.id()).unwrap().iter().all(|s| *s != 'T'));
+        eventually("thawed", || !all_stopped(c.id()));
         c.kill().unwrap();
         c.wait().unwrap();
         assert!(freeze_process(c.id(), Duration::from_millis(100)).is_err());
+    }
+
+    /// A process VM whose shell runs a child: the freeze must stop both
+    /// (the child could be the one writing), and the thaw resume both.
+    #[test]
+    fn a_process_vm_with_a_child_freezes_as_a_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("d.img");
+        std::fs::write(&disk, [0u8; 512]).unwrap();
+        let spec = VmSpec {
+            id: "p".into(),
+            inst: "p.1".into(),
+            disk,
+            memory_mib: 0,
+            vcpus: 0,
+            run_dir: dir.path().join("run"),
+            kind: VmKind::Process {
+                program: "/bin/sh".into(),
+                args: vec!["-c".into(), "sleep 300 & sleep 300; wait".into()],
+                env: Vec::new(),
+            },
+            spawn_hook: None,
+        };
+        let mut vm: Box<dyn RunningVm> = ProcessDriver::new()
+            .prepare(&spec)
+            .unwrap()
+            .start()
+            .unwrap();
+        let pid = vm.pid();
+        let pgrp = i32::try_from(pid).unwrap();
+        let members = || nosplit_vmrt::driver::group_members(pgrp);
+        eventually("the shell and its two children", || members().len() == 3);
+        freeze_process(pid, Duration::from_secs(5)).unwrap();
+        for m in members() {
+            assert!(all_stopped(m), "member {m} of the VM is stopped");
+        }
+        thaw_process(pid).unwrap();
+        eventually("every member runs again", || {
+            members().iter().all(|m| !all_stopped(*m))
+        });
+        vm.kill().unwrap();
+        vm.wait_exit(Duration::from_secs(10)).unwrap();
+        // (Zombies may linger if nothing reaps orphans here.)
+        eventually("the children go with the group", || {
+            members().iter().all(|m| {
+                nosplit_vmrt::driver::read_stat(*m).is_none_or(|s| matches!(s.state, 'Z' | 'X'))
+            })
+        });
     }
 
     #[test]

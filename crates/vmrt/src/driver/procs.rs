@@ -39,6 +39,18 @@ pub fn read_stat(pid: u32) -> Option<ProcStat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// The processes of process group `pgrp` (a scan of `/proc`; processes
+/// that vanish during the scan are left out).
+pub fn group_members(pgrp: i32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| read_stat(*pid).is_some_and(|s| s.pgrp == pgrp))
+        .collect()
+}
+
 /// A process named by pid and start time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcIdentity {
@@ -261,6 +273,24 @@ mod tests {
         );
         assert!(parse_stat("garbage").is_none());
         assert!(parse_stat("1 (x) S 1").is_none());
+    }
+
+    #[test]
+    fn group_members_lists_a_child_in_its_leaders_group() {
+        use std::os::unix::process::CommandExt;
+        let mut c = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgrp = i32::try_from(c.id()).unwrap();
+        assert_eq!(group_members(pgrp), vec![c.id()]);
+        let mine = read_stat(std::process::id()).unwrap().pgrp;
+        assert!(group_members(mine).contains(&std::process::id()));
+        assert!(!group_members(mine).contains(&c.id()));
+        c.kill().unwrap();
+        c.wait().unwrap();
+        assert!(group_members(pgrp).is_empty());
     }
 
     #[test]
