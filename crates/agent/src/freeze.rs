@@ -74,17 +74,37 @@ pub fn thaw_qemu(sock: &Path, timeout: Duration) -> Result<(), FreezeError> {
     Ok(())
 }
 
-/// The scheduler states of every thread of `pid` (`None`: gone).
-fn thread_states(pid: u32) -> Option<Vec<char>> {
+/// The scheduler states of every thread of `pid`, by thread id (`None`:
+/// gone).
+fn thread_states(pid: u32) -> Option<Vec<(u32, char)>> {
     let dir = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     let mut out = Vec::new();
     for t in dir.flatten() {
+        let Some(tid) = t.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
         let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
         // The state follows the last ')' (the command may contain one).
         let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
-        out.push(state);
+        out.push((tid, state));
     }
     Some(out)
+}
+
+/// Whether a thread in `state` runs no code and has no I/O in flight:
+/// stopped, a zombie, or a parent waiting in `vfork` until its child execs
+/// (state `D` in the kernel's clone; shells and `posix_spawn` vfork, and a
+/// group stop can catch the child before its exec: the child is in the
+/// group and must be stopped itself). `wchan` is read only for `D`.
+fn quiet(state: char, wchan: impl FnOnce() -> String) -> bool {
+    match state {
+        'T' | 't' | 'Z' | 'X' | 'x' => true,
+        'D' => matches!(
+            wchan().trim(),
+            "kernel_clone" | "wait_for_vfork_done" | "_do_fork" | "do_fork"
+        ),
+        _ => false,
+    }
 }
 
 fn raw_pid(pid: u32) -> Option<rustix::process::Pid> {
@@ -101,7 +121,7 @@ fn leads_group(pid: u32) -> Option<bool> {
 }
 
 /// Sends `sig` to the group `pid` leads, or to `pid` alone if it leads none.
-fn signal_vm(pid: u32, sig: rustix::process::Signal) -> Result<(), FreezeError> {
+pub(crate) fn signal_vm(pid: u32, sig: rustix::process::Signal) -> Result<(), FreezeError> {
     let err = |what: String| FreezeError::Process { pid, what };
     let p = raw_pid(pid).ok_or_else(|| err("not a valid pid".into()))?;
     let group = leads_group(pid).ok_or_else(|| err("gone".into()))?;
@@ -129,7 +149,7 @@ fn not_stopped(pid: u32, group: bool) -> Option<Vec<(u32, char)>> {
             continue;
         };
         if m == pid {
-            if states.iter().all(|c| matches!(c, 'Z' | 'X' | 'x')) {
+            if states.iter().all(|(_, c)| matches!(c, 'Z' | 'X' | 'x')) {
                 return None;
             }
             leader = true;
@@ -137,8 +157,13 @@ fn not_stopped(pid: u32, group: bool) -> Option<Vec<(u32, char)>> {
         out.extend(
             states
                 .into_iter()
-                .filter(|c| !matches!(c, 'T' | 't' | 'Z' | 'X' | 'x'))
-                .map(|c| (m, c)),
+                .filter(|(tid, c)| {
+                    !quiet(*c, || {
+                        std::fs::read_to_string(format!("/proc/{m}/task/{tid}/wchan"))
+                            .unwrap_or_default()
+                    })
+                })
+                .map(|(_, c)| (m, c)),
         );
     }
     leader.then_some(out)
@@ -193,7 +218,24 @@ mod tests {
         thread_states(pid)
             .unwrap()
             .iter()
-            .all(|s| matches!(s, 'T' | 't'))
+            .all(|(_, s)| matches!(s, 'T' | 't'))
+    }
+
+    #[test]
+    fn only_stopped_dead_or_vfork_waiting_threads_are_quiet() {
+        let never = || -> String { panic!("wchan read for a state that is not D") };
+        for s in ['T', 't', 'Z', 'X'] {
+            assert!(quiet(s, never), "{s}");
+        }
+        for s in ['R', 'S'] {
+            assert!(!quiet(s, never), "{s}");
+        }
+        // A write in flight, or in the page cache, is not quiet.
+        assert!(!quiet('D', || "folio_wait_bit_common".into()));
+        assert!(!quiet('D', || "0".into()));
+        assert!(!quiet('D', String::new));
+        assert!(quiet('D', || "kernel_clone\n".into()));
+        assert!(quiet('D', || "wait_for_vfork_done".into()));
     }
 
     #[test]
@@ -245,9 +287,17 @@ mod tests {
         let members = || nosplit_vmrt::driver::group_members(pgrp);
         eventually("the shell and its two children", || members().len() == 3);
         freeze_process(pid, Duration::from_secs(5)).unwrap();
+        // Each member stopped (or, caught in vfork, waiting for a stopped
+        // child).
         for m in members() {
-            assert!(all_stopped(m), "member {m} of the VM is stopped");
+            let ok = thread_states(m).unwrap().iter().all(|(t, s)| {
+                quiet(*s, || {
+                    std::fs::read_to_string(format!("/proc/{m}/task/{t}/wchan")).unwrap_or_default()
+                })
+            });
+            assert!(ok, "member {m} of the VM is stopped");
         }
+        assert!(members().iter().any(|m| *m != pid && all_stopped(*m)));
         thaw_process(pid).unwrap();
         eventually("every member runs again", || {
             members().iter().all(|m| !all_stopped(*m))
