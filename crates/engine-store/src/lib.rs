@@ -6,6 +6,8 @@
 //! - [`RedbStore`]: an embedded, transactional file (the default); the
 //!   on-disk layout is documented in [`redb_store`].
 //! - [`MemStore`]: the same semantics in memory, for tests and simulations.
+//! - [`faulty::FaultyStore`]: a test double around either that fails the
+//!   chosen writes.
 //!
 //! [`conformance::run_all`] checks every rule of the trait against any
 //! backend; both backends run it in their tests, and a future one (etcd)
@@ -13,6 +15,7 @@
 
 pub mod conformance;
 mod error;
+pub mod faulty;
 mod mem;
 mod record;
 pub mod redb_store;
