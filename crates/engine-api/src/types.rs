@@ -31,6 +31,10 @@ pub enum EngineError {
     /// The engine cannot serve this now, e.g. the store is down (503).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A host's agent failed or did not answer while the engine acted on
+    /// it (502); what the engine itself did stands, the message says what.
+    #[error("agent failed: {0}")]
+    BadGateway(String),
     /// Anything else (500).
     #[error("internal error: {0}")]
     Internal(String),

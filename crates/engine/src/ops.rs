@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use nosplit_agent::client::CallError;
+use nosplit_agent::model::AgentError;
 use nosplit_engine_api::ops::EngineOps;
 use nosplit_engine_api::types::{
     host_state_name, EngineError, EventQuery, HaPatch, HostView, NewHost, NewVm, Status, TaskQuery,
@@ -14,6 +16,7 @@ use nosplit_engine_core::engine::Input;
 use nosplit_engine_core::model::{
     Desired, Domain, EngineEvent, HaSettings, HostState, Strategy, Task, Vm,
 };
+use nosplit_engine_core::Command;
 use nosplit_engine_store::StoreError;
 
 use crate::runtime::{lock, Engine};
@@ -49,6 +52,46 @@ impl Engine {
             .filter(|(_, s)| *s == HostState::Up)
             .map(|(h, _)| h)
             .collect()
+    }
+
+    /// The steps of a VM creation that touch storage and the store: the
+    /// lease, the disk, the record; `made` remembers what they made.
+    fn make_vm(
+        &self,
+        made: &mut crate::domainops::Undo,
+        dir: &Path,
+        n: NewVm,
+    ) -> Result<Vm, EngineError> {
+        let lease_offset = made.add_lease().map_err(|e| {
+            EngineError::Unavailable(format!("creating the lease of {}: {e}", n.id))
+        })?;
+        made.create_disk(crate::domainops::disk(dir, &n.id), DISK_BYTES)
+            .map_err(|e| EngineError::Unavailable(format!("creating the disk of {}: {e}", n.id)))?;
+        let vm = Vm {
+            id: n.id,
+            kind: n.kind,
+            vcpus: n.vcpus,
+            memory_mib: n.memory_mib,
+            domain: n.domain,
+            ha: n.ha,
+            priority: n.priority,
+            lease_offset,
+            desired: Desired::Stopped,
+            host: None,
+        };
+        self.store.create_vm(&vm).map_err(store_err)?;
+        Ok(vm)
+    }
+
+    /// Tells the agent of host `h` to stop VM `id`; `Ok` when it stopped
+    /// it, or does not know it (then it does not run there either).
+    fn stop_on(&self, id: &str, h: &str) -> Result<(), String> {
+        let host = self.store.get_host(h).map_err(|e| e.to_string())?;
+        let c = self.agent_client(&host)?;
+        match c.stop(id) {
+            Ok(_) | Err(CallError::Agent(AgentError::NotFound(_))) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 
@@ -148,25 +191,22 @@ impl EngineOps for Engine {
         if self.store.get_vm(&n.id).is_ok() {
             return Err(EngineError::Conflict(format!("VM {} exists", n.id)));
         }
+        // Lease, disk, record: if a step fails, what the steps before it
+        // made is taken back, so a failure leaves nothing half-made.
         let dir = Path::new(&d.path);
-        let lease_offset = crate::domainops::add_lease(dir, &n.id).map_err(|e| {
-            EngineError::Unavailable(format!("creating the lease of {}: {e}", n.id))
-        })?;
-        crate::domainops::create_disk(dir, &n.id, DISK_BYTES)
-            .map_err(|e| EngineError::Unavailable(format!("creating the disk of {}: {e}", n.id)))?;
-        let vm = Vm {
-            id: n.id,
-            kind: n.kind,
-            vcpus: n.vcpus,
-            memory_mib: n.memory_mib,
-            domain: n.domain,
-            ha: n.ha,
-            priority: n.priority,
-            lease_offset,
-            desired: Desired::Stopped,
-            host: None,
+        let mut made = crate::domainops::Undo::new(dir, &n.id);
+        let vm = match self.make_vm(&mut made, dir, n) {
+            Ok(vm) => {
+                made.keep();
+                vm
+            }
+            Err(e) => {
+                return Err(match made.undo() {
+                    Ok(()) => e,
+                    Err(left) => EngineError::Internal(format!("{e}; undoing it: {left}")),
+                })
+            }
         };
-        self.store.create_vm(&vm).map_err(store_err)?;
         self.input(Input::UpsertVm(vm.clone())).map_err(core_err)?;
         Ok(vm)
     }
@@ -257,14 +297,23 @@ impl EngineOps for Engine {
             .store
             .modify_vm(id, &mut |v| v.desired = Desired::Stopped)
             .map_err(store_err)?;
-        if let Some(h) = &vm.host {
-            if let Ok(host) = self.store.get_host(h) {
-                if let Ok(c) = self.agent_client(&host) {
-                    let _ = c.stop(id);
-                }
+        // The VM stays stopped on purpose whatever the agent says; the
+        // caller learns (502, and an event) if the agent did not confirm.
+        let Some(h) = vm.host.clone() else {
+            return Ok(vm);
+        };
+        match self.stop_on(id, &h) {
+            Ok(()) => Ok(vm),
+            Err(why) => {
+                let msg = format!(
+                    "VM {id} is marked stopped (HA will not restart it), but the agent of host {h} did not confirm the stop: {why}"
+                );
+                let mut ev = self.event("warning", "vm-stop-unconfirmed", Some(&h), msg.clone());
+                ev.vm = Some(id.to_string());
+                self.publish(vec![Command::Event(ev)]);
+                Err(EngineError::BadGateway(msg))
             }
         }
-        Ok(vm)
     }
 
     fn patch_vm(&self, id: &str, p: VmPatch) -> Result<Vm, EngineError> {

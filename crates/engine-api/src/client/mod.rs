@@ -38,6 +38,8 @@ pub enum ErrorKind {
     Internal,
     /// 503.
     Unavailable,
+    /// 502: an agent did not do what the engine asked.
+    BadGateway,
     /// A kind this client does not know, or an answer that was not ours.
     #[serde(other)]
     Other,

@@ -1,7 +1,7 @@
 //! The API's error responses: every failure, ours or axum's, leaves as
 //! `{"error": kind, "message": ...}` with a fitting status. The kinds of
 //! [`EngineError`] keep their serde names (`invalid`, `forbidden`,
-//! `not-found`, `conflict`, `unavailable`, `internal`); the HTTP layer adds
+//! `not-found`, `conflict`, `unavailable`, `bad-gateway`, `internal`); the HTTP layer adds
 //! `unauthorized` (401), `method-not-allowed` (405) and `too-large` (413).
 //! The shape itself is [`nosplit_httpserve::error`]'s; this module maps
 //! [`EngineError`] into it.
@@ -20,6 +20,7 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(m) => (StatusCode::NOT_FOUND, "not-found", m),
             EngineError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
             EngineError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            EngineError::BadGateway(m) => (StatusCode::BAD_GATEWAY, "bad-gateway", m),
             EngineError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
         };
         ApiError::new(status, kind, message)
@@ -39,6 +40,7 @@ mod tests {
             EngineError::NotFound("b".into()),
             EngineError::Conflict("c".into()),
             EngineError::Unavailable("d".into()),
+            EngineError::BadGateway("g".into()),
             EngineError::Internal("e".into()),
         ];
         for e in all {

@@ -1,0 +1,81 @@
+#![allow(clippy::unwrap_used)]
+//! The real engine's operations through its API (`nosplit_engine::Engine`
+//! over TCP, a stand-in agent): a VM creation whose store write fails
+//! leaves no lease and no disk behind; a stop the agent does not confirm
+//! is reported (502 and an event) while the VM stays stopped on purpose.
+
+mod real;
+
+use std::path::Path;
+
+use nosplit_agent::model::AgentError;
+use nosplit_engine::domainops;
+use nosplit_engine_store::faulty::Write;
+
+const VM: &str =
+    r#"{"id":"v1","kind":"process","vcpus":1,"memory_mib":64,"domain":"d1","ha":true}"#;
+
+#[test]
+fn a_vm_whose_record_cannot_be_written_leaves_no_lease_and_no_disk() {
+    let r = real::Real::start();
+    r.domain_and_host();
+    let dir = Path::new(&r.shared);
+    r.faults.fail(Write::CreateVm, true);
+    let e = r.admin("POST", "/v1/vms", VM, 500);
+    assert_eq!(e["error"], "internal");
+    assert!(
+        e["message"].as_str().unwrap().contains("injected failure"),
+        "{e}"
+    );
+    assert!(!domainops::disk(dir, "v1").exists(), "no orphan disk");
+    r.admin("GET", "/v1/vms/v1", "", 404);
+    // No orphan lease: adding it now adds it (then it is taken back).
+    let (_, added) = domainops::add_lease(dir, "v1").unwrap();
+    assert!(added, "the lease of the failed creation was removed");
+    domainops::remove_lease(dir, "v1").unwrap();
+
+    r.faults.fail(Write::CreateVm, false);
+    let v = r.admin("POST", "/v1/vms", VM, 201);
+    assert!(v["lease_offset"].as_u64().unwrap() > 0);
+    assert!(domainops::disk(dir, "v1").exists());
+    // A second creation of the same id fails and takes nothing away.
+    r.admin("POST", "/v1/vms", VM, 409);
+    assert!(domainops::disk(dir, "v1").exists());
+    assert!(!domainops::add_lease(dir, "v1").unwrap().1, "lease kept");
+}
+
+#[test]
+fn a_stop_the_agent_does_not_confirm_is_reported_and_the_vm_stays_stopped() {
+    let r = real::Real::start();
+    r.domain_and_host();
+    r.admin("POST", "/v1/vms", VM, 201);
+    r.admin("POST", "/v1/vms/v1/start", r#"{"host":"h1"}"#, 200);
+    *r.fake.fail_stop.lock().unwrap() = Some(AgentError::Internal("qemu hung".into()));
+
+    let e = r.admin("POST", "/v1/vms/v1/stop", "", 502);
+    assert_eq!(e["error"], "bad-gateway");
+    let m = e["message"].as_str().unwrap();
+    assert!(
+        m.contains("did not confirm") && m.contains("qemu hung"),
+        "{m}"
+    );
+    assert!(r.agent_calls().iter().any(|c| c == "stop v1"));
+    let v = r.admin("GET", "/v1/vms/v1", "", 200);
+    assert_eq!(v["desired"], "stopped", "stopped on purpose all the same");
+    let evs = r.admin(
+        "GET",
+        "/v1/events?vm=v1&kind=vm-stop-unconfirmed&wait_ms=5000",
+        "",
+        200,
+    );
+    let evs = evs.as_array().unwrap();
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!(evs[0]["severity"], "warning");
+    assert_eq!(evs[0]["host"], "h1");
+
+    // Confirmed (and a VM the agent does not know counts as stopped).
+    *r.fake.fail_stop.lock().unwrap() = None;
+    r.admin("POST", "/v1/vms/v1/stop", "", 200);
+    *r.fake.fail_stop.lock().unwrap() = Some(AgentError::NotFound("v1".into()));
+    r.admin("POST", "/v1/vms/v1/stop", "", 200);
+}
