@@ -15,7 +15,8 @@
 //!                                  # this long is presumed lost (naive detection)
 //!
 //! [[vm]]
-//! name = "g1"                      # required, [A-Za-z0-9._-]{1,40}
+//! name = "g1"                      # required, [A-Za-z0-9._-], at most 32
+//!                                  # characters with the count suffix
 //! kind = "qemu"                    # "qemu" | "process"; required
 //! host = 1                         # first host; default: least loaded
 //! ha = true                        # default true
@@ -41,9 +42,39 @@ pub mod run;
 
 use std::time::Duration;
 
-pub use parse::{parse, parse_file, ScenarioErrors};
+pub use parse::{net_fault, parse, parse_file, plane, storage_mode, ScenarioErrors, STORAGE_MODES};
 pub use report::RunReport;
 pub use run::{run, RunOpts};
+
+/// Longest instance id: heartbeat records and the agent's API allow 48.
+pub const MAX_INSTANCE_ID: usize = nosplit_heartbeat::record::MAX_ID_LEN;
+
+/// Room an instance id needs after its VM id: the lab's `.<n>.h<host>`
+/// with up to 11 digits of `n`, the engine's `.<run>-<n>.h<host>` with up
+/// to 6 (`run` is 4 hex digits), hosts up to 64.
+pub const INSTANCE_SUFFIX: usize = 16;
+
+/// Longest VM id (a `count` suffix `-<k>` included), so that every
+/// instance id `<vm>.<n>.h<host>` fits [`MAX_INSTANCE_ID`].
+pub const MAX_VM_ID: usize = MAX_INSTANCE_ID - INSTANCE_SUFFIX;
+
+/// Checks a VM id: 1 to [`MAX_VM_ID`] of `A-Z a-z 0-9 . _ -`.
+pub fn check_vm_id(id: &str) -> Result<(), String> {
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err(format!("{id:?}: use 1 to {MAX_VM_ID} of A-Z a-z 0-9 . _ -"));
+    }
+    if id.len() > MAX_VM_ID {
+        return Err(format!(
+            "{id:?} has {} characters; a VM id may have at most {MAX_VM_ID}, so that its instance ids (<vm>.<n>.h<host>) fit in {MAX_INSTANCE_ID}",
+            id.len()
+        ));
+    }
+    Ok(())
+}
 
 /// How a VM runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -186,6 +186,12 @@ impl RunReport {
         for v in &self.oracle.violations {
             let _ = writeln!(s, "  violation: {v:?}");
         }
+        let _ = writeln!(
+            s,
+            "total downtime: {:.1}s over {} VM(s)",
+            self.total_downtime_s,
+            self.vms.len()
+        );
         if let Some(met) = self.expectation_met {
             let _ = writeln!(
                 s,
@@ -200,5 +206,34 @@ impl RunReport {
         }
         let _ = write!(s, "{}", self.summary_line());
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_shows_the_total_downtime_and_ends_with_the_summary_line() {
+        let sc = crate::scenario::parse(
+            "name='s'\nduration_s=1\n[[vm]]\nname='p'\nkind='process'\ncount=2\n[expect]\nsplit_brain=false\n",
+            "s",
+        )
+        .expect("valid");
+        let mut r = RunReport::build(&sc, 0, &[], OracleReport::default(), Vec::new());
+        r.vms[0].downtime_s = 1.25;
+        r.vms[1].downtime_s = 2.5;
+        r.total_downtime_s = 3.75;
+        r.max_failover_s = 4.44;
+        let text = r.summary();
+        assert!(text.contains("total downtime: 3.8s over 2 VM(s)"), "{text}");
+        assert_eq!(
+            text.lines().last(),
+            Some("summary: vms=2 split_brain=0 max_failover_s=4.4")
+        );
+        assert!(
+            text.contains("expectation (split brain not expected): met"),
+            "{text}"
+        );
     }
 }

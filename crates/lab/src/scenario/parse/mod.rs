@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
-use super::{Action, Hosts, NetFault, PlaneSel, Scenario, Step, VmKind, VmSpec};
+use super::{
+    check_vm_id, Action, Hosts, NetFault, PlaneSel, Scenario, Step, VmKind, VmSpec, MAX_VM_ID,
+};
 use nosplit_tomlcheck::{Fields, Problem};
 
 /// Every problem found in a scenario file.
@@ -72,12 +74,6 @@ pub fn parse(text: &str, source_name: &str) -> Result<Scenario, ScenarioErrors> 
             problems,
         }),
     }
-}
-
-fn valid_name(s: &str) -> bool {
-    (1..=40).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 fn check(t: &Table, problems: &mut Vec<Problem>) -> Option<Scenario> {
@@ -166,12 +162,8 @@ fn check(t: &Table, problems: &mut Vec<Problem>) -> Option<Scenario> {
 fn check_vm(t: &Table, i: usize, hosts: u32, out: &mut Vec<VmSpec>, problems: &mut Vec<Problem>) {
     let mut f = Fields::new(t, format!("vm[{i}]"), problems);
     let name = f.str("name");
-    match &name {
-        None if !t.contains_key("name") => f.missing("name", "the VM's id"),
-        Some(n) if !valid_name(n) => {
-            f.problem("name", format!("{n:?}: use 1 to 40 of A-Z a-z 0-9 . _ -"))
-        }
-        _ => {}
+    if name.is_none() && !t.contains_key("name") {
+        f.missing("name", "the VM's id");
     }
     let kind = match f.str("kind").as_deref() {
         Some("qemu") => Some(VmKind::Qemu),
@@ -199,8 +191,32 @@ fn check_vm(t: &Table, i: usize, hosts: u32, out: &mut Vec<VmSpec>, problems: &m
             "only process VMs can be counted (QEMU guests are few)",
         );
     }
+    // The longest id this entry makes: the name, or its last counted copy.
+    let longest = match (&name, count) {
+        (Some(n), Some(c)) => Some(format!("{n}-{c}")),
+        (Some(n), None) => Some(n.clone()),
+        _ => None,
+    };
+    let mut name_ok = true;
+    if let (Some(n), Some(id)) = (&name, &longest) {
+        if let Err(e) = check_vm_id(n) {
+            f.problem("name", e);
+            name_ok = false;
+        } else if id.len() > MAX_VM_ID {
+            f.problem(
+                "name",
+                format!(
+                    "{n:?} with count {} makes VM ids up to {id:?} ({} characters); a VM id may have at most {MAX_VM_ID}, so that its instance ids (<vm>.<n>.h<host>) fit in {}",
+                    count.unwrap_or_default(),
+                    id.len(),
+                    super::MAX_INSTANCE_ID
+                ),
+            );
+            name_ok = false;
+        }
+    }
     f.finish();
-    let (Some(name), Some(kind)) = (name, kind) else {
+    let (Some(name), Some(kind), true) = (name, kind, name_ok) else {
         return;
     };
     match count {
@@ -260,7 +276,7 @@ fn check_step(
     f.mark("host");
     let action_name = f.str("action");
     let mode = f.str("mode");
-    let plane = f.str("plane");
+    let plane_name = f.str("plane");
     let fault = f.str("fault");
     let action = match action_name.as_deref() {
         Some("power-off") => Some(Action::PowerOff),
@@ -268,8 +284,8 @@ fn check_step(
         Some("leased-kill") => Some(Action::LeasedKill),
         Some("leased-start") => Some(Action::LeasedStart),
         Some("heal") => Some(Action::Heal),
-        Some("storage") => storage_mode(&mut f, mode.as_deref()),
-        Some("net") => net_fault(&mut f, plane.as_deref(), fault.as_deref()),
+        Some("storage") => storage_step(&mut f, mode.as_deref()),
+        Some("net") => net_step(&mut f, plane_name.as_deref(), fault.as_deref()),
         Some(other) => {
             f.problem("action", format!("{other:?}: expected power-off, power-on, storage, net, leased-kill, leased-start or heal"));
             None
@@ -288,7 +304,7 @@ fn check_step(
     };
     for (key, given) in [
         ("mode", mode.is_some()),
-        ("plane", plane.is_some()),
+        ("plane", plane_name.is_some()),
         ("fault", fault.is_some()),
     ] {
         if given && !applies(key) {
@@ -315,32 +331,65 @@ fn check_step(
     })
 }
 
-fn storage_mode(f: &mut Fields<'_, '_>, mode: Option<&str>) -> Option<Action> {
-    let Some(mode) = mode else {
-        f.missing("mode", "ok, eio, eio-read, eio-write, hang or delay:<ms>");
-        return None;
-    };
-    let text = match mode {
-        "ok" | "eio" | "eio-read" | "eio-write" | "hang" => mode.to_string(),
+/// The storage modes, as `lab fault` and scenario files write them.
+pub const STORAGE_MODES: &str = "ok, eio, eio-read, eio-write, hang or delay:<ms> (1..=600000)";
+
+/// A storage mode (`ok`, `eio`, `eio-read`, `eio-write`, `hang`,
+/// `delay:<ms>`) in the fault filesystem's syntax (`delay 200`).
+pub fn storage_mode(mode: &str) -> Result<String, String> {
+    match mode {
+        "ok" | "eio" | "eio-read" | "eio-write" | "hang" => Ok(mode.to_string()),
         m => match m.strip_prefix("delay:").map(str::parse::<u32>) {
-            Some(Ok(ms)) if (1..=600_000).contains(&ms) => format!("delay {ms}"),
-            _ => {
-                f.problem("mode", format!("{mode:?}: expected ok, eio, eio-read, eio-write, hang or delay:<ms> (1..=600000)"));
-                return None;
-            }
+            Some(Ok(ms)) if (1..=600_000).contains(&ms) => Ok(format!("delay {ms}")),
+            _ => Err(format!("{mode:?}: expected {STORAGE_MODES}")),
         },
-    };
-    Some(Action::Storage { mode: text })
+    }
 }
 
-fn net_fault(f: &mut Fields<'_, '_>, plane: Option<&str>, fault: Option<&str>) -> Option<Action> {
-    let plane = match plane {
-        Some("mgmt") => Some(PlaneSel::Mgmt),
-        Some("svc") => Some(PlaneSel::Svc),
-        Some("stor") => Some(PlaneSel::Stor),
-        Some("all") => Some(PlaneSel::All),
-        Some(p) => {
-            f.problem("plane", format!("{p:?}: expected mgmt, svc, stor or all"));
+/// A network plane: `mgmt`, `svc`, `stor` or `all`.
+pub fn plane(p: &str) -> Result<PlaneSel, String> {
+    match p {
+        "mgmt" => Ok(PlaneSel::Mgmt),
+        "svc" => Ok(PlaneSel::Svc),
+        "stor" => Ok(PlaneSel::Stor),
+        "all" => Ok(PlaneSel::All),
+        _ => Err(format!("{p:?}: expected mgmt, svc, stor or all")),
+    }
+}
+
+/// A network fault: `down`, `drop`, `drop-in`, `drop-out` or `ok`.
+pub fn net_fault(x: &str) -> Result<NetFault, String> {
+    match x {
+        "down" => Ok(NetFault::Down),
+        "drop" => Ok(NetFault::Drop),
+        "drop-in" => Ok(NetFault::DropIn),
+        "drop-out" => Ok(NetFault::DropOut),
+        "ok" => Ok(NetFault::Ok),
+        _ => Err(format!(
+            "{x:?}: expected down, drop, drop-in, drop-out or ok"
+        )),
+    }
+}
+
+fn storage_step(f: &mut Fields<'_, '_>, mode: Option<&str>) -> Option<Action> {
+    let Some(mode) = mode else {
+        f.missing("mode", STORAGE_MODES);
+        return None;
+    };
+    match storage_mode(mode) {
+        Ok(mode) => Some(Action::Storage { mode }),
+        Err(e) => {
+            f.problem("mode", e);
+            None
+        }
+    }
+}
+
+fn net_step(f: &mut Fields<'_, '_>, p: Option<&str>, x: Option<&str>) -> Option<Action> {
+    let plane = match p.map(plane) {
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            f.problem("plane", e);
             None
         }
         None => {
@@ -348,17 +397,10 @@ fn net_fault(f: &mut Fields<'_, '_>, plane: Option<&str>, fault: Option<&str>) -
             None
         }
     };
-    let fault = match fault {
-        Some("down") => Some(NetFault::Down),
-        Some("drop") => Some(NetFault::Drop),
-        Some("drop-in") => Some(NetFault::DropIn),
-        Some("drop-out") => Some(NetFault::DropOut),
-        Some("ok") => Some(NetFault::Ok),
-        Some(x) => {
-            f.problem(
-                "fault",
-                format!("{x:?}: expected down, drop, drop-in, drop-out or ok"),
-            );
+    let fault = match x.map(net_fault) {
+        Some(Ok(x)) => Some(x),
+        Some(Err(e)) => {
+            f.problem("fault", e);
             None
         }
         None => {

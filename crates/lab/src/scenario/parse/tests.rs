@@ -131,3 +131,34 @@ proptest::proptest! {
         let _ = parse(&s, "fuzz");
     }
 }
+
+#[test]
+fn vm_ids_leave_room_for_their_instance_ids() {
+    let doc = |name: &str, count: Option<u32>| {
+        format!(
+            "name='a'\nduration_s=1\n[[vm]]\nname='{name}'\nkind='process'\n{}",
+            count.map(|c| format!("count={c}\n")).unwrap_or_default()
+        )
+    };
+    // At the limit: the longest instance id the lab makes still fits.
+    let at_limit = "v".repeat(MAX_VM_ID - 4);
+    let s = parse(&doc(&at_limit, Some(500)), "ok").unwrap();
+    let longest = &s.vms.last().unwrap().name;
+    assert_eq!(longest.len(), MAX_VM_ID);
+    let inst = format!("{longest}.{}.h{}", 99_999_999_999u64, 64);
+    assert!(nosplit_heartbeat::record::valid_id(&inst), "{inst}");
+    assert!(parse(&doc(&"v".repeat(MAX_VM_ID), None), "ok").is_ok());
+    // One more character, alone or through the count suffix: refused.
+    for (name, count) in [
+        ("v".repeat(MAX_VM_ID + 1), None),
+        ("v".repeat(MAX_VM_ID - 3), Some(500)),
+        ("v".repeat(40), None),
+    ] {
+        let e = parse(&doc(&name, count), "long").unwrap_err();
+        let p = e.problems.iter().find(|p| p.field == "vm[0].name");
+        assert!(p.is_some(), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("at most 32"), "{text}");
+        assert!(text.contains("fit in 48"), "{text}");
+    }
+}
