@@ -1,11 +1,18 @@
 //! The control socket: one line per request, one line per reply.
 //!
 //! Requests: `ok`, `recover`, `eio`, `eio-read`, `eio-write`,
-//! `delay <ms>`, `hang`, `resume`, `status`. Replies start with `ok ` or
-//! `err `. Mode changes answer
+//! `delay <ms>`, `hang`, `resume`, `status`, `abort`. Replies start with
+//! `ok ` or `err `. Mode changes answer
 //! `ok released=N parked=N delayed=N injected=N mode=<mode>`, `status`
 //! answers `ok parked=N delayed=N injected=N mode=<mode>` (the mode comes
 //! last: `delay 250` has a space).
+//!
+//! `abort` aborts the mount's FUSE connection, as
+//! [`MountGuard::abort`](crate::MountGuard::abort) does: every pending
+//! request fails at once, the session ends and the dead mount is taken
+//! away (a foreground server then exits). It answers
+//! `ok aborted=<connection> parked=N delayed=N injected=N mode=<mode>`
+//! once that is done, or `err ...` (a second `abort` is refused).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -17,6 +24,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::fault::lock;
+use crate::mount::Conn;
 use crate::{Error, FaultHandle, Mode};
 
 /// Longest request line accepted.
@@ -26,10 +34,14 @@ const MAX_LINE: usize = 256;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Carry out one control request; never panics, whatever the input.
-pub(crate) fn execute(handle: &FaultHandle, line: &str) -> String {
+pub(crate) fn execute(handle: &FaultHandle, conn: &Conn, line: &str) -> String {
     let line = line.trim();
     match line {
         "status" => format!("ok {}", handle.status()),
+        "abort" => match conn.abort() {
+            Ok(id) => format!("ok aborted={id} {}", handle.status()),
+            Err(e) => format!("err {e}"),
+        },
         "resume" => {
             let n = handle.resume();
             format!("ok released={n} {}", handle.status())
@@ -88,7 +100,11 @@ pub(crate) struct ControlServer {
 impl ControlServer {
     /// Bind `path` (replacing a stale socket there, never another kind of
     /// file) and serve `handle` on it.
-    pub(crate) fn start(path: &Path, handle: FaultHandle) -> Result<ControlServer, Error> {
+    pub(crate) fn start(
+        path: &Path,
+        handle: FaultHandle,
+        conn: Arc<Conn>,
+    ) -> Result<ControlServer, Error> {
         let err = |source| Error::Control {
             path: path.to_path_buf(),
             source,
@@ -109,7 +125,7 @@ impl ControlServer {
         let (stop2, clients2) = (Arc::clone(&stop), Arc::clone(&clients));
         let thread = std::thread::Builder::new()
             .name("faultfs-control".into())
-            .spawn(move || accept_loop(listener, handle, stop2, clients2))
+            .spawn(move || accept_loop(listener, handle, conn, stop2, clients2))
             .map_err(err)?;
         Ok(ControlServer {
             path: path.to_path_buf(),
@@ -156,6 +172,7 @@ impl Drop for ControlServer {
 fn accept_loop(
     listener: UnixListener,
     handle: FaultHandle,
+    fuse: Arc<Conn>,
     stop: Arc<AtomicBool>,
     clients: Arc<Mutex<Vec<(u64, UnixStream)>>>,
 ) {
@@ -176,11 +193,11 @@ fn accept_loop(
         if let Ok(c) = stream.try_clone() {
             lock(&clients).push((id, c));
         }
-        let (h, cl) = (handle.clone(), Arc::clone(&clients));
+        let (h, c, cl) = (handle.clone(), Arc::clone(&fuse), Arc::clone(&clients));
         let spawned = std::thread::Builder::new()
             .name("faultfs-control-conn".into())
             .spawn(move || {
-                serve(stream, &h);
+                serve(stream, &h, &c);
                 lock(&cl).retain(|(i, _)| *i != id);
             });
         if spawned.is_err() {
@@ -189,7 +206,7 @@ fn accept_loop(
     }
 }
 
-fn serve(stream: UnixStream, handle: &FaultHandle) {
+fn serve(stream: UnixStream, handle: &FaultHandle, conn: &Conn) {
     let Ok(mut out) = stream.try_clone() else {
         return;
     };
@@ -206,7 +223,7 @@ fn serve(stream: UnixStream, handle: &FaultHandle) {
             let _ = writeln!(out, "err line longer than {MAX_LINE} bytes");
             return;
         }
-        let reply = execute(handle, &String::from_utf8_lossy(&line));
+        let reply = execute(handle, conn, &String::from_utf8_lossy(&line));
         if writeln!(out, "{reply}").is_err() || !complete {
             return;
         }

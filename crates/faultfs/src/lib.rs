@@ -31,7 +31,8 @@
 //! Control from another process goes through a Unix socket (see
 //! [`control`] and the `control` module docs for the line protocol):
 //! `ok`, `recover`, `eio`, `eio-read`, `eio-write`, `delay <ms>`, `hang`,
-//! `resume`, `status`, answered by one `ok ...` or `err ...` line.
+//! `resume`, `status`, `abort` (as [`MountGuard::abort`]), answered by one
+//! `ok ...` or `err ...` line.
 //!
 //! Mounting needs root and `/dev/fuse`; no libfuse or fusermount is used.
 
@@ -110,6 +111,10 @@ pub enum Error {
     /// fusectl could not be mounted on `/sys/fs/fuse/connections`.
     #[error("mounting fusectl on /sys/fs/fuse/connections: {0}")]
     Fusectl(#[source] io::Error),
+    /// The connection was aborted already (by the guard or the control
+    /// socket).
+    #[error("FUSE connection {0} is aborted already")]
+    Aborted(u64),
     /// Writing the connection's `abort` file failed.
     #[error("aborting FUSE connection {conn}: {source}")]
     Abort {

@@ -74,18 +74,29 @@ pub fn spawn(
     // this works whatever the mode later is.
     let dev = find_mount(&mp).map(|m| m.dev);
     let unmounter = session.unmount_callable();
+    let handle = FaultHandle { faults };
+    let core = Arc::new(Conn {
+        mountpoint: mp,
+        dev,
+        handle: handle.clone(),
+        ended: AtomicBool::new(false),
+        gone: AtomicBool::new(false),
+    });
+    let ended = Arc::clone(&core);
     let thread = std::thread::Builder::new()
         .name("faultfs-session".into())
-        .spawn(move || session.run());
+        .spawn(move || {
+            let r = session.run();
+            ended.ended.store(true, Ordering::SeqCst);
+            r
+        });
     let mut guard = MountGuard {
-        mountpoint: mp,
         backing,
-        handle: FaultHandle { faults },
-        dev,
+        handle,
+        core,
         unmounter: Some(unmounter),
         session: None,
         control: None,
-        gone: AtomicBool::new(false),
     };
     match thread {
         Ok(t) => guard.session = Some(t),
@@ -94,7 +105,11 @@ pub fn spawn(
         Err(e) => return Err(Error::Thread(e)),
     }
     if let Some(path) = control_socket {
-        guard.control = Some(ControlServer::start(path, guard.handle.clone())?);
+        guard.control = Some(ControlServer::start(
+            path,
+            guard.handle.clone(),
+            Arc::clone(&guard.core),
+        )?);
     }
     Ok(guard)
 }
@@ -158,59 +173,40 @@ fn canonical_dir(p: &Path) -> io::Result<PathBuf> {
 /// files open on it); see [`unmount`](MountGuard::unmount) to see errors.
 #[derive(Debug)]
 pub struct MountGuard {
-    mountpoint: PathBuf,
     backing: PathBuf,
     handle: FaultHandle,
-    dev: Option<(u32, u32)>,
+    core: Arc<Conn>,
     unmounter: Option<SessionUnmounter>,
     session: Option<JoinHandle<io::Result<()>>>,
     control: Option<ControlServer>,
+}
+
+/// A mount's FUSE connection, shared by its guard and its control socket
+/// (both can abort it).
+#[derive(Debug)]
+pub(crate) struct Conn {
+    /// Canonical mount point.
+    mountpoint: PathBuf,
+    /// The mount's device number, read when mounting.
+    dev: Option<(u32, u32)>,
+    handle: FaultHandle,
+    /// The session thread has returned.
+    ended: AtomicBool,
     /// Our abort has taken the mount away.
     gone: AtomicBool,
 }
 
-impl MountGuard {
-    /// The in-process fault control of this mount.
-    pub fn handle(&self) -> FaultHandle {
-        self.handle.clone()
-    }
-
-    /// Where the file system is mounted (canonical path).
-    pub fn mountpoint(&self) -> &Path {
-        &self.mountpoint
-    }
-
-    /// The directory served (canonical path).
-    pub fn backing(&self) -> &Path {
-        &self.backing
-    }
-
-    /// The control socket, if one was asked for.
-    pub fn control_socket(&self) -> Option<&Path> {
-        self.control.as_ref().map(ControlServer::path)
-    }
-
-    /// The FUSE connection number: the directory name under
-    /// `/sys/fs/fuse/connections` (the minor device number of the mount).
-    pub fn connection(&self) -> Option<u64> {
+impl Conn {
+    fn id(&self) -> Option<u64> {
         self.dev.map(|(major, minor)| conn_id(major, minor))
     }
 
-    /// Whether the session thread still serves requests (false after an
-    /// abort or an unmount from outside).
-    pub fn is_running(&self) -> bool {
-        self.session.as_ref().is_some_and(|t| !t.is_finished())
-    }
-
-    /// Abort the FUSE connection (`echo 1 > /sys/fs/fuse/connections/N/abort`,
-    /// mounting fusectl there first if needed), the way out of a hung
-    /// mount: every pending request, parked ones included, fails at once
-    /// (ECONNABORTED) in the process that waits for it. Then waits (up to
-    /// 5 s) for the session thread to end and takes the dead mount away
-    /// (lazily if files are still open on it), so the mount point is free
-    /// when this returns; open files fail with ENOTCONN from then on.
-    pub fn abort(&self) -> Result<(), Error> {
-        let conn = self.connection().ok_or(Error::NoConnection)?;
+    /// Aborts the connection (see [`MountGuard::abort`]); its number.
+    pub(crate) fn abort(&self) -> Result<u64, Error> {
+        let conn = self.id().ok_or(Error::NoConnection)?;
+        if self.gone.load(Ordering::SeqCst) {
+            return Err(Error::Aborted(conn));
+        }
         let file = Path::new(FUSECTL).join(conn.to_string()).join("abort");
         if !file.exists() {
             mount_fusectl()?;
@@ -221,12 +217,12 @@ impl MountGuard {
         // The session thread sees ENODEV and ends; fuser then unmounts the
         // dead mount itself unless it is busy. Wait for that, then finish.
         let start = Instant::now();
-        while self.is_running() && start.elapsed() < JOIN_WAIT {
+        while !self.ended.load(Ordering::SeqCst) && start.elapsed() < JOIN_WAIT {
             std::thread::sleep(Duration::from_millis(1));
         }
         self.detach()?;
         self.gone.store(true, Ordering::SeqCst);
-        Ok(())
+        Ok(conn)
     }
 
     /// Unmount our mount if it is still there: plainly, or lazily when busy.
@@ -252,6 +248,61 @@ impl MountGuard {
                 source: io::Error::from(e),
             }),
         }
+    }
+
+    fn still_mounted(&self) -> bool {
+        match self.dev {
+            Some(dev) => mounts()
+                .iter()
+                .any(|m| m.dev == dev && m.mountpoint == self.mountpoint),
+            None => false,
+        }
+    }
+}
+
+impl MountGuard {
+    /// The in-process fault control of this mount.
+    pub fn handle(&self) -> FaultHandle {
+        self.handle.clone()
+    }
+
+    /// Where the file system is mounted (canonical path).
+    pub fn mountpoint(&self) -> &Path {
+        &self.core.mountpoint
+    }
+
+    /// The directory served (canonical path).
+    pub fn backing(&self) -> &Path {
+        &self.backing
+    }
+
+    /// The control socket, if one was asked for.
+    pub fn control_socket(&self) -> Option<&Path> {
+        self.control.as_ref().map(ControlServer::path)
+    }
+
+    /// The FUSE connection number: the directory name under
+    /// `/sys/fs/fuse/connections` (the minor device number of the mount).
+    pub fn connection(&self) -> Option<u64> {
+        self.core.id()
+    }
+
+    /// Whether the session thread still serves requests (false after an
+    /// abort or an unmount from outside).
+    pub fn is_running(&self) -> bool {
+        self.session.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Abort the FUSE connection (`echo 1 > /sys/fs/fuse/connections/N/abort`,
+    /// mounting fusectl there first if needed), the way out of a hung
+    /// mount: every pending request, parked ones included, fails at once
+    /// (ECONNABORTED) in the process that waits for it. Then waits (up to
+    /// 5 s) for the session thread to end and takes the dead mount away
+    /// (lazily if files are still open on it), so the mount point is free
+    /// when this returns; open files fail with ENOTCONN from then on.
+    /// The control socket's `abort` does the same.
+    pub fn abort(&self) -> Result<(), Error> {
+        self.core.abort().map(|_| ())
     }
 
     /// Unmount now and report how it went. Parked requests fail with EIO
@@ -280,16 +331,16 @@ impl MountGuard {
         let first = unmounter.unmount();
         let mut lazy = false;
         let mut result = Ok(());
-        if !self.gone.load(Ordering::SeqCst) && (first.is_err() || !was_running) {
-            match self.detach() {
+        if !self.core.gone.load(Ordering::SeqCst) && (first.is_err() || !was_running) {
+            match self.core.detach() {
                 Ok(l) => lazy = l,
                 Err(e) => result = Err(e),
             }
         }
-        if let (Err(e), None) = (first, self.dev) {
+        if let (Err(e), None) = (first, self.core.dev) {
             // Without a known device there was no fallback.
             result = Err(Error::Unmount {
-                path: self.mountpoint.clone(),
+                path: self.core.mountpoint.clone(),
                 source: e,
             });
         }
@@ -307,15 +358,6 @@ impl MountGuard {
             }
         }
         result
-    }
-
-    fn still_mounted(&self) -> bool {
-        match self.dev {
-            Some(dev) => mounts()
-                .iter()
-                .any(|m| m.dev == dev && m.mountpoint == self.mountpoint),
-            None => false,
-        }
     }
 }
 
