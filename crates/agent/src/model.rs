@@ -79,6 +79,9 @@ pub enum VmStatus {
     Stopped,
     /// Exited on its own or was killed.
     Crashed,
+    /// Its process lives but the agent cannot see its state (QMP
+    /// unreachable); kept, and reached again when QMP answers.
+    Unknown,
 }
 
 /// One VM.
@@ -136,8 +139,12 @@ pub struct AgentEvent {
     /// Milliseconds since the agent started.
     pub at_ms: u64,
     /// `vm-started`, `vm-stopped`, `vm-paused`, `vm-resumed`, `vm-frozen`,
-    /// `vm-crashed`, `vm-io-error`, `lease-trouble`, `lease-lost`,
-    /// `lease-revalidated`, ...
+    /// `vm-thawed`, `vm-crashed`, `vm-io-error`, `vm-adopted`, `vm-gone`,
+    /// `vm-killed`, `vm-unreachable`, `vm-reachable`,
+    /// `vm-lease-unconfirmed`, `vm-lease-confirmed`, `lease-trouble`,
+    /// `lease-lost`, `lease-recovered`, `lease-revalidated`,
+    /// `lease-revalidation-failed`, `lease-orphan`, ... (lease events name
+    /// each VM they concern, one event per VM)
     pub kind: String,
     /// The VM, if any.
     pub vm: Option<String>,

@@ -1,8 +1,11 @@
 //! Follows `leased`'s event stream: lease trouble and loss become agent
-//! events; a freeze hook run marks the VM frozen; a revalidated lease thaws
-//! its VM (the only way a frozen VM runs again). Reconnects when `leased`
-//! restarts.
+//! events naming each VM with a lease in that lockspace; a freeze hook run
+//! marks the VM frozen; a revalidated lease thaws its VM (with the direct
+//! check in `reconcile`, the only ways a frozen VM runs again). Reconnects
+//! when `leased` restarts, and then asks for a reconciliation at once:
+//! events may have been missed.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use nosplit_leased::client::Client;
@@ -21,6 +24,7 @@ pub(super) fn run(agent: &Agent) {
                     agent.events.push("leased-up", None, "subscribed again");
                 }
                 said_down = false;
+                agent.reconcile_now.store(true, Ordering::SeqCst);
                 ev
             }
             Err(e) => {
@@ -43,44 +47,63 @@ pub(super) fn run(agent: &Agent) {
     }
 }
 
-fn handle(agent: &Agent, v: &Value) {
+/// One event for each VM concerned, or one for none.
+fn per_vm(agent: &Agent, kind: &str, vms: Vec<String>, detail: &str) {
+    if vms.is_empty() {
+        agent.events.push(kind, None, detail);
+    }
+    for id in vms {
+        agent.events.push(kind, Some(&id), detail);
+    }
+}
+
+pub(super) fn handle(agent: &Agent, v: &Value) {
     let kind = v["event"].as_str().unwrap_or("");
     let ls = v["lockspace"].as_str().unwrap_or("");
     let pid = v["pid"].as_u64().and_then(|p| u32::try_from(p).ok());
+    let in_ls = || agent.vm_ids(|e| e.rec.lease.as_ref().is_some_and(|l| l.lockspace == ls));
+    let of_pid = |pid: u32| agent.vm_ids(|e| e.pid == pid);
     match (kind, pid) {
-        ("renewal_warning" | "renewal_failed", _) => {
-            agent
-                .events
-                .push("lease-trouble", None, format!("lockspace {ls}: {kind}"))
-        }
-        ("renewal_recovered", _) => {
-            agent
-                .events
-                .push("lease-recovered", None, format!("lockspace {ls}"))
-        }
-        ("lease_lost", _) => agent.events.push(
+        ("renewal_warning" | "renewal_failed", _) => per_vm(
+            agent,
+            "lease-trouble",
+            in_ls(),
+            &format!("lockspace {ls}: {kind}"),
+        ),
+        ("renewal_recovered", _) => per_vm(
+            agent,
+            "lease-recovered",
+            in_ls(),
+            &format!("lockspace {ls}"),
+        ),
+        ("lease_lost", _) => per_vm(
+            agent,
             "lease-lost",
-            None,
-            format!("lockspace {ls}: {}", v["reason"].as_str().unwrap_or("")),
+            in_ls(),
+            &format!("lockspace {ls}: {}", v["reason"].as_str().unwrap_or("")),
         ),
         ("holder_action", Some(pid)) => {
             let action = v["action"].as_str().unwrap_or("");
             // "frozen": the hook confirmed (a hook that only started, or
             // failed, leaves the VM unfrozen and leased escalates).
             if action == "frozen" {
-                agent.frozen_pid(pid);
+                agent.frozen_pid(pid, "lease renewal failing");
             }
         }
         ("revalidated", Some(pid)) => {
-            agent
-                .events
-                .push("lease-revalidated", None, format!("pid {pid}"));
+            per_vm(
+                agent,
+                "lease-revalidated",
+                of_pid(pid),
+                &format!("pid {pid}"),
+            );
             agent.thaw_pid(pid);
         }
-        ("revalidation_failed", Some(pid)) => agent.events.push(
+        ("revalidation_failed", Some(pid)) => per_vm(
+            agent,
             "lease-revalidation-failed",
-            None,
-            format!("pid {pid}: {}", v["reason"].as_str().unwrap_or("")),
+            of_pid(pid),
+            &format!("pid {pid}: {}", v["reason"].as_str().unwrap_or("")),
         ),
         _ => {}
     }

@@ -1,6 +1,7 @@
 //! What the agent must remember across its own restarts: the VMs it
-//! started, enough to adopt them again (`<run_dir>/agent.json`, replaced
-//! atomically).
+//! started, enough to adopt them again, and which of them the operator
+//! paused (a paused VM the operator did not pause is taken for one frozen
+//! by its lease) (`<run_dir>/agent.json`, replaced atomically).
 
 use std::path::{Path, PathBuf};
 
@@ -27,8 +28,11 @@ pub struct VmRecord {
     pub run_dir: PathBuf,
     /// Lease, if leased.
     pub lease: Option<LeaseSpec>,
-    /// Lease version at acquire.
+    /// Lease version at acquire (or at the last revalidation seen).
     pub lver: Option<u64>,
+    /// Paused on the operator's request (resumable by the operator).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// Loads the records (none when the file is absent).
@@ -46,4 +50,40 @@ pub fn save(path: &Path, recs: &[VmRecord]) -> Result<(), String> {
     let text = serde_json::to_string_pretty(recs).map_err(|e| e.to_string())?;
     std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operator_pause_is_kept_and_old_records_load_unpaused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.json");
+        assert!(load(&path).unwrap().is_empty());
+        let rec = VmRecord {
+            id: "a".into(),
+            inst: "a.1".into(),
+            kind: VmKind::Process,
+            disk: "/d".into(),
+            memory_mib: 128,
+            vcpus: 1,
+            run_dir: "/r".into(),
+            lease: None,
+            lver: Some(2),
+            paused: true,
+        };
+        save(&path, std::slice::from_ref(&rec)).unwrap();
+        assert_eq!(load(&path).unwrap(), vec![rec]);
+        // A record written before the field existed.
+        std::fs::write(
+            &path,
+            r#"[{"id":"b","inst":"b.1","kind":"qemu","disk":"/d","memory_mib":128,
+                "vcpus":1,"run_dir":"/r","lease":null,"lver":null}]"#,
+        )
+        .unwrap();
+        let old = load(&path).unwrap();
+        assert_eq!(old.len(), 1);
+        assert!(!old[0].paused);
+    }
 }

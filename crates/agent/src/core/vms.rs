@@ -1,12 +1,14 @@
-//! One VM's life: start bound to its lease, stop, kill, pause, resume,
-//! freeze/thaw, watching, and adoption after an agent restart.
+//! One VM's life on request: start bound to its lease, stop, kill, pause
+//! (remembered as the operator's), resume (only with `leased`'s word that
+//! the lease is not frozen), thaw after a revalidation, and the kill of a
+//! VM found without its lease.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nosplit_lease::paxos::LeaseMode;
 use nosplit_leased::api::{LeaseRef, Request, Response};
-use nosplit_vmrt::driver::{validate_name, VmKind as DriverKind, VmSpec, VmState};
+use nosplit_vmrt::driver::{validate_name, VmKind as DriverKind, VmSpec};
 
 use super::persist::VmRecord;
 use super::{lock, Agent, VmEntry};
@@ -17,11 +19,11 @@ const INTERVAL_MS: u32 = 200;
 /// How long a freeze or thaw over QMP may take.
 const QMP_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn freeze_sock(rec: &VmRecord) -> PathBuf {
+pub(super) fn freeze_sock(rec: &VmRecord) -> PathBuf {
     rec.run_dir.join("freeze.sock")
 }
 
-fn spec(agent: &Agent, rec: &VmRecord) -> VmSpec {
+pub(super) fn spec(agent: &Agent, rec: &VmRecord) -> VmSpec {
     let kind = match rec.kind {
         VmKind::Qemu => DriverKind::Qemu {
             interval_ms: INTERVAL_MS,
@@ -109,12 +111,15 @@ pub(super) fn start(agent: &Agent, req: StartVm) -> Result<VmInfo, AgentError> {
         vcpus: req.vcpus,
         lease: req.lease,
         lver: None,
+        paused: false,
     };
     let driver = agent.driver(rec.kind)?;
     let prepared = driver
         .prepare(&spec(agent, &rec))
         .map_err(|e| AgentError::Unavailable(format!("VM {}: {e}", rec.id)))?;
     let pid = prepared.pid();
+    // Until it is in `vms`, leased's holder for `pid` is no orphan.
+    let _starting = Starting::new(agent, pid);
     let mut rec = rec;
     if let Some(l) = rec.lease.clone() {
         let refused = |prepared: Box<dyn nosplit_vmrt::driver::PreparedVm>, e: AgentError| {
@@ -174,13 +179,8 @@ pub(super) fn start(agent: &Agent, req: StartVm) -> Result<VmInfo, AgentError> {
     let running = prepared
         .start()
         .map_err(|e| AgentError::Unavailable(format!("VM {}: start: {e}", rec.id)))?;
-    let entry = VmEntry {
-        pid: running.pid(),
-        vm: Some(running),
-        status: VmStatus::Running,
-        since: Instant::now(),
-        rec,
-    };
+    let ident = running.identity();
+    let entry = VmEntry::new(rec, Some(running), ident);
     let info = entry.info();
     agent.events.push(
         "vm-started",
@@ -195,11 +195,33 @@ pub(super) fn start(agent: &Agent, req: StartVm) -> Result<VmInfo, AgentError> {
     Ok(info)
 }
 
+/// Marks a pid as being started for as long as it lives.
+struct Starting<'a>(&'a Agent, u32);
+
+impl<'a> Starting<'a> {
+    fn new(agent: &'a Agent, pid: u32) -> Starting<'a> {
+        lock(&agent.starting).insert(pid);
+        Starting(agent, pid)
+    }
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.starting).remove(&self.1);
+    }
+}
+
 fn live_vm(e: &mut VmEntry) -> Result<&mut Box<dyn nosplit_vmrt::driver::RunningVm>, AgentError> {
     let id = e.rec.id.clone();
-    let status = e.status;
+    let status = e.status();
+    let unreachable = e.unreachable.clone();
+    let alive = e.alive();
     match e.vm.as_mut() {
-        Some(v) if !matches!(status, VmStatus::Stopped | VmStatus::Crashed) => Ok(v),
+        Some(v) if alive => Ok(v),
+        None if alive => Err(AgentError::Unavailable(format!(
+            "VM {id} is unreachable ({}); it can be killed",
+            unreachable.unwrap_or_default()
+        ))),
         _ => Err(AgentError::Conflict(format!(
             "VM {id} is not running ({status:?})"
         ))),
@@ -214,8 +236,7 @@ pub(super) fn stop(
     let r = live_vm(e)?
         .stop(timeout)
         .map_err(|x| AgentError::Unavailable(format!("stop: {x}")))?;
-    e.status = VmStatus::Stopped;
-    e.pid = 0;
+    e.set_status(VmStatus::Stopped);
     agent.events.push(
         "vm-stopped",
         Some(&e.rec.id),
@@ -232,13 +253,32 @@ pub(super) fn stop(
     Ok(e.info())
 }
 
+/// SIGKILLs the VM's process (through its handle, else by its identity)
+/// and waits a little for it to go.
+fn kill_process(e: &mut VmEntry) -> Result<(), AgentError> {
+    if let Some(v) = e.vm.as_mut() {
+        v.kill()
+            .map_err(|x| AgentError::Unavailable(format!("kill: {x}")))?;
+        let _ = v.wait_exit(Duration::from_secs(10));
+        return Ok(());
+    }
+    if e.process_alive() {
+        crate::freeze::signal_vm(e.pid, rustix::process::Signal::KILL)
+            .map_err(|x| AgentError::Unavailable(format!("kill: {x}")))?;
+    }
+    Ok(())
+}
+
 pub(super) fn kill(agent: &Agent, e: &mut VmEntry) -> Result<VmInfo, AgentError> {
-    let v = live_vm(e)?;
-    v.kill()
-        .map_err(|x| AgentError::Unavailable(format!("kill: {x}")))?;
-    let _ = v.wait_exit(Duration::from_secs(10));
-    e.status = VmStatus::Stopped;
-    e.pid = 0;
+    if !e.alive() {
+        return Err(AgentError::Conflict(format!(
+            "VM {} is not running ({:?})",
+            e.rec.id,
+            e.status()
+        )));
+    }
+    kill_process(e)?;
+    e.set_status(VmStatus::Stopped);
     agent.events.push(
         "vm-stopped",
         Some(&e.rec.id),
@@ -247,8 +287,27 @@ pub(super) fn kill(agent: &Agent, e: &mut VmEntry) -> Result<VmInfo, AgentError>
     Ok(e.info())
 }
 
+/// Kills a VM that `leased` says runs without its lease.
+pub(super) fn kill_unleased(agent: &Agent, e: &mut VmEntry, why: &str) {
+    let pid = e.pid;
+    if let Err(x) = kill_process(e) {
+        agent.events.push(
+            "agent-error",
+            Some(&e.rec.id),
+            format!("pid {pid} runs without its lease ({why}) and could not be killed: {x}"),
+        );
+        return;
+    }
+    e.set_status(VmStatus::Crashed);
+    agent.events.push(
+        "vm-killed",
+        Some(&e.rec.id),
+        format!("pid {pid}: {why}: killed"),
+    );
+}
+
 pub(super) fn pause(agent: &Agent, e: &mut VmEntry) -> Result<VmInfo, AgentError> {
-    if e.status == VmStatus::Frozen {
+    if e.status() == VmStatus::Frozen {
         return Err(AgentError::Conflict(format!(
             "VM {} is frozen (lease renewal failing)",
             e.rec.id
@@ -257,146 +316,96 @@ pub(super) fn pause(agent: &Agent, e: &mut VmEntry) -> Result<VmInfo, AgentError
     live_vm(e)?
         .pause()
         .map_err(|x| AgentError::Unavailable(format!("pause: {x}")))?;
-    e.status = VmStatus::Paused;
+    e.rec.paused = true;
+    e.set_status(VmStatus::Paused);
     agent
         .events
         .push("vm-paused", Some(&e.rec.id), "on request");
     Ok(e.info())
 }
 
+/// Asks `leased` whether the VM's lease lets it run now. A VM frozen by
+/// its lease must not be resumed by anyone but the thaw, even if the
+/// agent missed the freeze.
+fn may_run(agent: &Agent, e: &mut VmEntry) -> Result<(), AgentError> {
+    if e.rec.lease.is_none() {
+        return Ok(());
+    }
+    if !e.lease_confirmed {
+        return Err(AgentError::Unavailable(format!(
+            "VM {}: leased has not yet confirmed its lease",
+            e.rec.id
+        )));
+    }
+    match agent.leased(&Request::Revalidate { pid: Some(e.pid) })? {
+        Response::Holder { state, .. } if state == "thawed" => Ok(()),
+        Response::Holder { state, .. } => {
+            e.set_status(VmStatus::Frozen);
+            agent.events.push(
+                "vm-frozen",
+                Some(&e.rec.id),
+                format!("pid {}: leased reports it {state}", e.pid),
+            );
+            Err(AgentError::Conflict(format!(
+                "VM {} is frozen by its lease ({state})",
+                e.rec.id
+            )))
+        }
+        Response::Error { kind, message } => Err(AgentError::Conflict(format!(
+            "VM {}: leased: {kind}: {message}",
+            e.rec.id
+        ))),
+        other => Err(AgentError::Unavailable(format!(
+            "leased answered {other:?}"
+        ))),
+    }
+}
+
 pub(super) fn resume(agent: &Agent, e: &mut VmEntry) -> Result<VmInfo, AgentError> {
-    if e.status == VmStatus::Frozen {
+    if e.status() == VmStatus::Frozen {
         return Err(AgentError::Conflict(format!(
             "VM {} is frozen until leased revalidates its lease",
             e.rec.id
         )));
     }
+    live_vm(e)?;
+    may_run(agent, e)?;
     live_vm(e)?
         .resume()
         .map_err(|x| AgentError::Unavailable(format!("resume: {x}")))?;
-    e.status = VmStatus::Running;
+    e.rec.paused = false;
+    e.set_status(VmStatus::Running);
     agent
         .events
         .push("vm-resumed", Some(&e.rec.id), "on request");
     Ok(e.info())
 }
 
-/// Resumes a frozen VM after `leased` revalidated its lease.
-pub(super) fn thaw(agent: &Agent, e: &mut VmEntry) {
+/// Lets a VM run again after `leased` revalidated its lease; one the
+/// operator paused stays paused.
+pub(super) fn thaw(agent: &Agent, e: &mut VmEntry, why: &str) {
+    if e.rec.paused {
+        if e.status() == VmStatus::Frozen {
+            e.set_status(VmStatus::Paused);
+            agent.events.push(
+                "vm-thawed",
+                Some(&e.rec.id),
+                format!("{why}; stays paused (the operator paused it)"),
+            );
+        }
+        return;
+    }
     let r = match e.rec.kind {
         VmKind::Qemu => crate::freeze::thaw_qemu(&freeze_sock(&e.rec), QMP_TIMEOUT),
         VmKind::Process => crate::freeze::thaw_process(e.pid),
     };
     match r {
         Ok(()) => {
-            e.status = VmStatus::Running;
-            agent
-                .events
-                .push("vm-thawed", Some(&e.rec.id), "lease revalidated");
+            e.set_status(VmStatus::Running);
+            agent.events.push("vm-thawed", Some(&e.rec.id), why);
         }
         Err(x) => agent
             .events
             .push("vm-thaw-failed", Some(&e.rec.id), x.to_string()),
     }
-}
-
-/// Looks at one VM; returns whether something changed that must be saved.
-pub(super) fn observe(agent: &Agent, e: &mut VmEntry) -> bool {
-    if !e.alive() {
-        return false;
-    }
-    let Some(v) = e.vm.as_mut() else { return false };
-    let st = v.state();
-    let id = e.rec.id.clone();
-    match st {
-        Ok(VmState::Exited(_) | VmState::Gone) | Err(_) => {
-            e.status = VmStatus::Crashed;
-            e.pid = 0;
-            agent.events.push(
-                "vm-crashed",
-                Some(&id),
-                format!("{} exited: {st:?}", e.rec.inst),
-            );
-            true
-        }
-        Ok(VmState::IoErrorPaused) if e.status == VmStatus::Running => {
-            e.status = VmStatus::IoError;
-            agent.events.push(
-                "vm-io-error",
-                Some(&id),
-                "QEMU paused after a disk I/O error",
-            );
-            false
-        }
-        Ok(VmState::Running) if e.status == VmStatus::IoError => {
-            e.status = VmStatus::Running;
-            false
-        }
-        _ => false,
-    }
-}
-
-/// Re-attaches to a recorded VM after an agent restart.
-pub(super) fn adopt(agent: &Agent, rec: VmRecord) {
-    let id = rec.id.clone();
-    let driver = match agent.driver(rec.kind) {
-        Ok(d) => d,
-        Err(e) => {
-            agent
-                .events
-                .push("vm-adopt-failed", Some(&id), e.to_string());
-            return;
-        }
-    };
-    let vm = match driver.adopt(&spec(agent, &rec)) {
-        Ok(v) => v,
-        Err(e) => {
-            agent.events.push(
-                "vm-gone",
-                Some(&id),
-                format!("{} not adopted: {e}", rec.inst),
-            );
-            return;
-        }
-    };
-    let pid = vm.pid();
-    let mut entry = VmEntry {
-        rec,
-        vm: Some(vm),
-        status: VmStatus::Running,
-        pid,
-        since: Instant::now(),
-    };
-    if let Some(l) = entry.rec.lease.clone() {
-        let held = match agent.leased(&Request::Inquire { pid: Some(pid) }) {
-            Ok(Response::Leases { leases }) => leases
-                .iter()
-                .any(|h| h.lease.resource == id && h.lease.lockspace == l.lockspace),
-            _ => false,
-        };
-        if !held {
-            // Running without its lease must not go on.
-            if let Some(v) = entry.vm.as_mut() {
-                let _ = v.kill();
-            }
-            entry.status = VmStatus::Crashed;
-            entry.pid = 0;
-            agent.events.push(
-                "vm-killed",
-                Some(&id),
-                format!("adopted pid {pid} holds no lease in leased: killed"),
-            );
-        }
-    }
-    if entry.status == VmStatus::Running {
-        if let Some(Ok(VmState::Paused)) = entry.vm.as_mut().map(|v| v.state()) {
-            entry.status = VmStatus::Frozen;
-        }
-        agent.events.push(
-            "vm-adopted",
-            Some(&id),
-            format!("{} pid {pid}", entry.rec.inst),
-        );
-    }
-    lock(&agent.vms).insert(id, std::sync::Arc::new(std::sync::Mutex::new(entry)));
 }

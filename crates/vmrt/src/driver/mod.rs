@@ -20,7 +20,7 @@ mod procs;
 mod qemu;
 
 pub use process::ProcessDriver;
-pub use procs::{group_members, read_stat, ProcIdentity, ProcStat};
+pub use procs::{group_members, read_stat, ProcIdentity, ProcStat, IDENT_FILE};
 pub use qemu::{map_status, qemu_args, QemuConfig, QemuDriver};
 
 use crate::qmp::{QmpError, QmpEvent};
