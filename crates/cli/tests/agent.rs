@@ -1,6 +1,8 @@
 //! The agent's core against a real `leased` and real VMs (process VMs, and
-//! one QEMU guest): start bound to the lease, refusal when the lease is
-//! held, crash detection, and an agent restart that disturbs no VM.
+//! QEMU guests): start bound to the lease, refusal when the lease is held,
+//! crash detection, and agent restarts that disturb no VM: with a VM the
+//! operator paused, with `leased` unreachable, with a guest's QMP socket
+//! gone.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -113,10 +115,15 @@ impl Host {
     }
 
     fn agent(&self, run: &str) -> Arc<Agent> {
+        self.agent_via(run, &self.socket())
+    }
+
+    /// An agent reaching leased at `socket` (e.g. a link to the real one).
+    fn agent_via(&self, run: &str, socket: &Path) -> Arc<Agent> {
         Agent::start(CoreConfig {
             host_name: "h1".into(),
             host_id: 1,
-            leased_socket: self.socket(),
+            leased_socket: socket.to_path_buf(),
             run_dir: self.dir.path().join(run),
             bin: PathBuf::from(BIN),
             guest_cache: PathBuf::from("/var/cache/nosplit/guest"),
@@ -345,6 +352,142 @@ fn a_qemu_guest_under_the_agent_runs_pauses_resumes_and_stops() {
     assert!(max_seq(&disk) <= s + 1, "frozen: no new heartbeats");
     nosplit_agent::freeze::thaw_qemu(&sock, Duration::from_secs(2)).unwrap();
     wait_for("thawed", Duration::from_secs(10), || max_seq(&disk) > s + 2);
+    let stopped = agent.stop_vm("g", Duration::from_secs(10)).unwrap();
+    assert_eq!(stopped.status, VmStatus::Stopped);
+    agent.shutdown();
+}
+
+fn has_event(agent: &Agent, kind: &str, vm: &str) -> bool {
+    agent
+        .events_since(0, Duration::ZERO)
+        .iter()
+        .any(|e| e.kind == kind && e.vm.as_deref() == Some(vm))
+}
+
+/// The scheduler state of a process.
+fn proc_state(pid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat.rsplit_once(')')
+        .unwrap()
+        .1
+        .trim_start()
+        .chars()
+        .next()
+        .unwrap()
+}
+
+#[test]
+fn an_operator_paused_vm_is_paused_and_resumable_after_an_agent_restart() {
+    let h = Host::start();
+    let agent = h.agent("agent");
+    let info = agent.start_vm(h.req("a", VmKind::Process)).unwrap();
+    let disk = h.path("a.img");
+    wait_for("heartbeats", Duration::from_secs(5), || max_seq(&disk) >= 2);
+    agent.pause_vm("a").unwrap();
+    wait_for("stopped", Duration::from_secs(5), || {
+        proc_state(info.pid) == 'T'
+    });
+    agent.shutdown();
+    drop(agent);
+
+    let agent = h.agent("agent");
+    let vm = agent.get_vm("a").unwrap();
+    assert_eq!(vm.status, VmStatus::Paused, "not frozen: {vm:?}");
+    assert_eq!(vm.pid, info.pid);
+    assert_eq!(proc_state(info.pid), 'T', "still paused");
+    let vm = agent.resume_vm("a").unwrap();
+    assert_eq!(vm.status, VmStatus::Running);
+    let s = max_seq(&disk);
+    wait_for("heartbeats after resume", Duration::from_secs(5), || {
+        max_seq(&disk) > s + 2
+    });
+    agent.kill_vm("a").unwrap();
+    agent.shutdown();
+}
+
+#[test]
+fn an_agent_restarted_while_leased_is_unreachable_keeps_its_vm_and_checks_later() {
+    let h = Host::start();
+    let link = h.dir.path().join("leased.link");
+    std::os::unix::fs::symlink(h.socket(), &link).unwrap();
+    let agent = h.agent_via("agent", &link);
+    let info = agent.start_vm(h.req("b", VmKind::Process)).unwrap();
+    let disk = h.path("b.img");
+    wait_for("heartbeats", Duration::from_secs(5), || max_seq(&disk) >= 2);
+    agent.shutdown();
+    drop(agent);
+
+    // leased cannot be reached by the new agent.
+    std::fs::remove_file(&link).unwrap();
+    let agent = h.agent_via("agent", &link);
+    let vm = agent.get_vm("b").unwrap();
+    assert_eq!(vm.status, VmStatus::Running, "kept as it is: {vm:?}");
+    assert_eq!(vm.pid, info.pid);
+    assert!(has_event(&agent, "vm-lease-unconfirmed", "b"));
+    assert!(!has_event(&agent, "vm-killed", "b"));
+    let s = max_seq(&disk);
+    wait_for("heartbeats go on", Duration::from_secs(5), || {
+        max_seq(&disk) > s + 2
+    });
+    let recorded = std::fs::read_to_string(h.dir.path().join("agent/agent.json")).unwrap();
+    assert!(recorded.contains(&info.inst), "still recorded: {recorded}");
+
+    // leased is back: the lease is confirmed, nothing is killed.
+    std::os::unix::fs::symlink(h.socket(), &link).unwrap();
+    wait_for("lease confirmed", Duration::from_secs(15), || {
+        has_event(&agent, "vm-lease-confirmed", "b")
+    });
+    assert_eq!(agent.get_vm("b").unwrap().status, VmStatus::Running);
+    assert!(holds(&h, info.pid, "b"));
+
+    // Behind the agent's back, the lease goes: the next check kills it.
+    let mut c = nosplit_leased::client::Client::connect(&h.socket()).unwrap();
+    let r = c
+        .call(&nosplit_leased::api::Request::Release {
+            pid: Some(info.pid),
+            lockspace: "ls1".into(),
+            resource: "b".into(),
+        })
+        .unwrap();
+    assert!(matches!(r, nosplit_leased::api::Response::Ok), "{r:?}");
+    wait_for("killed without its lease", Duration::from_secs(15), || {
+        agent.get_vm("b").unwrap().status == VmStatus::Crashed
+    });
+    assert!(has_event(&agent, "vm-killed", "b"));
+    agent.shutdown();
+}
+
+#[test]
+fn a_qemu_guest_whose_qmp_cannot_be_reached_after_a_restart_is_kept_and_reached_later() {
+    let h = Host::start();
+    let agent = h.agent("agent");
+    let info = agent.start_vm(h.req("g", VmKind::Qemu)).unwrap();
+    let disk = h.path("g.img");
+    wait_for("guest heartbeats", Duration::from_secs(60), || {
+        max_seq(&disk) >= 2
+    });
+    agent.shutdown();
+    drop(agent);
+
+    let run = h.dir.path().join("agent/vms/g").join(&info.inst);
+    std::fs::rename(run.join("qmp.sock"), run.join("qmp.away")).unwrap();
+    let agent = h.agent("agent");
+    let vm = agent.get_vm("g").unwrap();
+    assert_eq!(vm.status, VmStatus::Unknown, "{vm:?}");
+    assert_eq!(vm.pid, info.pid, "kept");
+    assert!(has_event(&agent, "vm-unreachable", "g"));
+    let recorded = std::fs::read_to_string(h.dir.path().join("agent/agent.json")).unwrap();
+    assert!(recorded.contains(&info.inst), "still recorded: {recorded}");
+    let s = max_seq(&disk);
+    wait_for("the guest runs on", Duration::from_secs(10), || {
+        max_seq(&disk) > s + 1
+    });
+
+    std::fs::rename(run.join("qmp.away"), run.join("qmp.sock")).unwrap();
+    wait_for("reached again", Duration::from_secs(15), || {
+        agent.get_vm("g").unwrap().status == VmStatus::Running
+    });
+    assert!(has_event(&agent, "vm-reachable", "g"));
     let stopped = agent.stop_vm("g", Duration::from_secs(10)).unwrap();
     assert_eq!(stopped.status, VmStatus::Stopped);
     agent.shutdown();
