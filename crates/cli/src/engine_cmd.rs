@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use nosplit_engine_api::client::Client;
+use nosplit_engine_api::types::{host_state_name, VmView};
 use nosplit_engine_api::types::{EventQuery, HaPatch, NewHost, NewVm, TaskQuery, VmPatch};
-use nosplit_engine_core::model::{Domain, Plane, Strategy, VmKind};
+use nosplit_engine_core::model::{Disk, Domain, Plane, Strategy, Vm, VmKind};
 
 use crate::table::render;
 
@@ -165,10 +166,21 @@ fn parse_plane(s: &str) -> Result<(Plane, String), String> {
     Ok((p, ip.to_string()))
 }
 
+fn parse_disk(s: &str) -> Result<Disk, String> {
+    let (name, size) = s.split_once('=').ok_or("expected NAME=SIZE_MIB")?;
+    let size_mib = size
+        .parse()
+        .map_err(|_| format!("{size:?} is not a size in MiB"))?;
+    Ok(Disk {
+        name: name.to_string(),
+        size_mib,
+    })
+}
+
 /// `nosplit vm`.
 #[derive(Debug, Subcommand)]
 pub enum VmCmd {
-    /// Create a VM (its lease and disk in the domain).
+    /// Create a VM (its lease and disks in the domain).
     Create {
         /// Id.
         id: String,
@@ -190,9 +202,18 @@ pub enum VmCmd {
         /// Priority 0..=100 (higher restarts first).
         #[arg(long, default_value_t = 0)]
         priority: u8,
+        /// A disk, `NAME=SIZE_MIB` (repeat; the first is the one its host
+        /// is given). Default: one 1 MiB disk `root`.
+        #[arg(long = "disk", value_parser = parse_disk)]
+        disks: Vec<Disk>,
     },
     /// List VMs.
     List,
+    /// Show one VM and its disks.
+    Show {
+        /// Id.
+        id: String,
+    },
     /// Start a VM (on a host, or the least loaded one); shows progress.
     Start {
         /// Id.
@@ -375,7 +396,7 @@ pub fn host(conn: &Conn, cmd: HostCmd) -> Result<()> {
                     vec![
                         h.host.name.clone(),
                         h.host.host_id.to_string(),
-                        nosplit_engine_api::types::host_state_name(h.state).to_string(),
+                        host_state_name(h.state).to_string(),
                         h.host.agent.clone(),
                         if h.host.maintenance {
                             "yes".into()
@@ -560,8 +581,36 @@ pub fn vm(conn: &Conn, cmd: VmCmd) -> Result<()> {
     vm_with(conn, &conn.client()?, cmd)
 }
 
+/// `nosplit vm show`: the VM's fields, then its disks.
+fn show_vm(conn: &Conn, v: &VmView) -> Result<()> {
+    if conn.json {
+        return out(conn, v, &[], Vec::new());
+    }
+    let kv = |k: &str, v: String| vec![k.to_string(), v];
+    let rows = vec![
+        kv("vm", v.id.clone()),
+        kv("kind", format!("{:?}", v.kind).to_lowercase()),
+        kv("domain", v.domain.clone()),
+        kv("vcpus", v.vcpus.to_string()),
+        kv("memory MiB", v.memory_mib.to_string()),
+        kv("ha", if v.ha { "yes" } else { "no" }.into()),
+        kv("priority", v.priority.to_string()),
+        kv("desired", format!("{:?}", v.desired).to_lowercase()),
+        kv("host", v.host.clone().unwrap_or_else(|| "-".into())),
+        kv("lease offset", v.lease_offset.to_string()),
+    ];
+    print!("{}", render(&["field", "value"], &rows));
+    let disks: Vec<Vec<String>> = v
+        .disks
+        .iter()
+        .map(|d| vec![d.name.clone(), d.size_mib.to_string()])
+        .collect();
+    print!("{}", render(&["disk", "size MiB"], &disks));
+    Ok(())
+}
+
 fn vm_with(conn: &Conn, c: &Client, cmd: VmCmd) -> Result<()> {
-    let row = |v: &nosplit_engine_core::model::Vm| {
+    let row = |v: &Vm| {
         vec![
             v.id.clone(),
             format!("{:?}", v.kind).to_lowercase(),
@@ -582,13 +631,14 @@ fn vm_with(conn: &Conn, c: &Client, cmd: VmCmd) -> Result<()> {
             memory_mib,
             ha,
             priority,
+            disks,
         } => {
             let kind = if kind == "qemu" {
                 VmKind::Qemu
             } else {
                 VmKind::Process
             };
-            let v = c.create_vm(&NewVm {
+            let nv = NewVm {
                 id,
                 kind,
                 vcpus,
@@ -596,14 +646,20 @@ fn vm_with(conn: &Conn, c: &Client, cmd: VmCmd) -> Result<()> {
                 domain,
                 ha,
                 priority,
-            })?;
-            out(conn, &v, &header, vec![row(&v)])
+            };
+            let v = if disks.is_empty() {
+                c.create_vm(&nv)?
+            } else {
+                c.create_vm_with_disks(&nv, &disks)?
+            };
+            out(conn, &v, &header, vec![row(&v.vm)])
         }
         VmCmd::List => {
             let vs = c.list_vms()?;
-            let rows = vs.iter().map(row).collect();
+            let rows = vs.iter().map(|v| row(&v.vm)).collect();
             out(conn, &vs, &header, rows)
         }
+        VmCmd::Show { id } => show_vm(conn, &c.get_vm(&id)?),
         VmCmd::Start { id, host } => {
             let pb = indicatif::ProgressBar::new_spinner();
             pb.set_message(format!("starting {id} (lease, then guest)"));
@@ -611,11 +667,11 @@ fn vm_with(conn: &Conn, c: &Client, cmd: VmCmd) -> Result<()> {
             let r = c.start_vm(&id, host.as_deref());
             pb.finish_and_clear();
             let v = r?;
-            out(conn, &v, &header, vec![row(&v)])
+            out(conn, &v, &header, vec![row(&v.vm)])
         }
         VmCmd::Stop { id } => {
             let v = c.stop_vm(&id)?;
-            out(conn, &v, &header, vec![row(&v)])
+            out(conn, &v, &header, vec![row(&v.vm)])
         }
         VmCmd::Delete { id } => Ok(c.delete_vm(&id)?),
         VmCmd::Set { id, ha, priority } => {
@@ -626,7 +682,7 @@ fn vm_with(conn: &Conn, c: &Client, cmd: VmCmd) -> Result<()> {
                     priority,
                 },
             )?;
-            out(conn, &v, &header, vec![row(&v)])
+            out(conn, &v, &header, vec![row(&v.vm)])
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `nosplit engine` and its operator CLI end to end (no hosts): the store
 //! keeps the inventory across an engine restart, roles are enforced, bad
-//! input gets a clear error and exit code, bad config exits 2.
+//! input gets a clear error and exit code, bad config exits 2; VM disks are
+//! made and shown.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -138,11 +139,50 @@ fn inventory_survives_a_restart_and_roles_are_enforced() {
         ],
     );
     assert!(shared.join("disks/web1.img").exists(), "disk made");
+    ok(
+        &e,
+        &user,
+        &[
+            "vm", "create", "db1", "--kind", "qemu", "--domain", "dom1", "--disk", "boot=3",
+            "--disk", "data=2",
+        ],
+    );
+    let size = |p: &str| std::fs::metadata(shared.join(p)).unwrap().len();
+    assert_eq!(size("disks/db1.img"), 3 << 20);
+    assert_eq!(size("disks/db1@data.img"), 2 << 20);
+    let show = ok(&e, &user, &["vm", "show", "db1"]);
+    let disk_rows: Vec<Vec<&str>> = show
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| matches!(w.first(), Some(&"boot") | Some(&"data")))
+        .collect();
+    assert_eq!(disk_rows, [vec!["boot", "3"], vec!["data", "2"]], "{show}");
+    let show: serde_json::Value =
+        serde_json::from_str(&ok(&e, &user, &["vm", "show", "web1", "--json"])).unwrap();
+    assert_eq!(
+        show["disks"],
+        serde_json::json!([{"name": "root", "size_mib": 1}])
+    );
+    let o = cli(
+        &e,
+        &user,
+        &[
+            "vm", "create", "db2", "--kind", "qemu", "--domain", "dom1", "--disk", "Bad=1",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!shared.join("disks/db2.img").exists());
     let list = ok(&e, &user, &["vm", "list", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&list).unwrap();
-    assert_eq!(v[0]["id"], "web1");
-    assert_eq!(v[0]["ha"], true);
-    assert!(v[0]["lease_offset"].as_u64().unwrap() > 0);
+    assert_eq!((&v[0]["id"], &v[1]["id"]), (&"db1".into(), &"web1".into()));
+    assert_eq!(v[1]["ha"], true);
+    assert!(v[1]["lease_offset"].as_u64().unwrap() > 0);
+    assert_eq!(v[0]["disks"].as_array().map(Vec::len), Some(2));
 
     // A user may not manage hosts, the strategy or HA settings.
     let o = cli(

@@ -3,7 +3,7 @@
 //! whose role allows the route; every call runs on a blocking thread, so
 //! implementations may block (take locks, write the store, long-poll).
 
-use nosplit_engine_core::model::{Domain, EngineEvent, HaSettings, Strategy, Task, Vm};
+use nosplit_engine_core::model::{Disk, Domain, EngineEvent, HaSettings, Strategy, Task, Vm};
 
 use crate::types::{
     EngineError, EventQuery, HaPatch, HostView, NewHost, NewVm, Status, TaskQuery, VmPatch,
@@ -34,6 +34,24 @@ pub trait EngineOps: Send + Sync + 'static {
     /// Creates a VM: picks its lease slot, creates the lease, records it
     /// with `desired: stopped` and no host.
     fn create_vm(&self, vm: NewVm) -> Result<Vm, EngineError>;
+    /// Creates a VM with these disks (checked at the edge: 1 to
+    /// [`crate::validate::MAX_DISKS`], names unique), each made in the
+    /// VM's domain. The default serves only [`Disk::default_list`], through
+    /// [`EngineOps::create_vm`].
+    fn create_vm_with_disks(&self, vm: NewVm, disks: Vec<Disk>) -> Result<Vm, EngineError> {
+        if disks == Disk::default_list() {
+            self.create_vm(vm)
+        } else {
+            Err(EngineError::Invalid(
+                "disks: this engine makes only the default disk".into(),
+            ))
+        }
+    }
+    /// The disks of a VM. The default: [`Disk::default_list`].
+    fn vm_disks(&self, id: &str) -> Result<Vec<Disk>, EngineError> {
+        let _ = id;
+        Ok(Disk::default_list())
+    }
     /// Every VM.
     fn list_vms(&self) -> Result<Vec<Vm>, EngineError>;
     /// One VM.

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use nosplit_engine_core::model::{EngineEvent, HaSettings, Host, HostState, Plane, Task, VmKind};
+use nosplit_engine_core::model::{
+    Disk, EngineEvent, HaSettings, Host, HostState, Plane, Task, Vm, VmKind,
+};
 use serde::{Deserialize, Serialize};
 
 /// What an engine call failed with; the server maps it to a status code.
@@ -104,6 +106,24 @@ pub struct NewVm {
     /// Higher first, 0..=100 (default 0).
     #[serde(default)]
     pub priority: u8,
+}
+
+/// A VM as the API answers it: the record's fields and, beside them, its
+/// `disks`. It derefs to the [`Vm`], so `view.host` reads the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmView {
+    /// The record.
+    #[serde(flatten)]
+    pub vm: Vm,
+    /// Its disks, the first the one its host's agent is given.
+    pub disks: Vec<Disk>,
+}
+
+impl std::ops::Deref for VmView {
+    type Target = Vm;
+    fn deref(&self) -> &Vm {
+        &self.vm
+    }
 }
 
 /// `PATCH /v1/vms/{id}`: what to change; at least one field.

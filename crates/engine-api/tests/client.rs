@@ -73,7 +73,7 @@ fn every_route_round_trips() {
         ("v7", VmKind::Qemu, 80, 1_048_576)
     );
     assert_eq!(c.list_vms().unwrap().len(), 2);
-    assert_eq!(c.get_vm("v7").unwrap(), vm("v7"));
+    assert_eq!(c.get_vm("v7").unwrap().vm, vm("v7"));
     c.delete_vm("v7").unwrap();
     let patch = VmPatch {
         ha: Some(false),

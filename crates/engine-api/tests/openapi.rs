@@ -68,7 +68,8 @@ fn walk(r: &real::Real) -> Vec<Step> {
     let dom = json!({"name": "d1", "path": r.shared, "host_path": r.shared, "io_timeout_ms": 1000});
     let host = json!({"name": "h1", "host_id": 1, "agent": r.agent.to_string(),
         "planes": [["mgmt", "127.0.0.1"]], "cpus": 4, "memory_mib": 4096});
-    let vm = r#"{"id":"v1","kind":"process","vcpus":1,"memory_mib":64,"domain":"d1","ha":true,"priority":50}"#;
+    let vm = r#"{"id":"v1","kind":"process","vcpus":1,"memory_mib":64,"domain":"d1","ha":true,"priority":50,
+        "disks":[{"name":"boot","size_mib":2},{"name":"data","size_mib":1}]}"#;
     let strategy =
         serde_json::to_string(&nosplit_engine_core::model::Strategy::default_table()).unwrap();
     let big = format!(r#"{{"id":"{}"}}"#, "x".repeat(70 * 1024));

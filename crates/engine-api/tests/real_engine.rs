@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used)]
 //! The real engine's operations through its API (`nosplit_engine::Engine`
 //! over TCP, a stand-in agent): a VM creation whose store write fails
-//! leaves no lease and no disk behind; a stop the agent does not confirm
-//! is reported (502 and an event) while the VM stays stopped on purpose.
+//! leaves no lease and no disk behind; a VM's disks are made, kept and
+//! answered; a stop the agent does not confirm is reported (502 and an
+//! event) while the VM stays stopped on purpose.
 
 mod real;
 
@@ -15,12 +16,22 @@ use nosplit_engine_store::faulty::Write;
 const VM: &str =
     r#"{"id":"v1","kind":"process","vcpus":1,"memory_mib":64,"domain":"d1","ha":true}"#;
 
+const TWO_DISKS: &str = r#"{"id":"v2","kind":"qemu","vcpus":1,"memory_mib":64,"domain":"d1",
+    "disks":[{"name":"boot","size_mib":3},{"name":"data","size_mib":2}]}"#;
+
 #[test]
 fn a_vm_whose_record_cannot_be_written_leaves_no_lease_and_no_disk() {
     let r = real::Real::start();
     r.domain_and_host();
     let dir = Path::new(&r.shared);
     r.faults.fail(Write::CreateVm, true);
+    r.admin("POST", "/v1/vms", TWO_DISKS, 500);
+    for d in [
+        domainops::disk(dir, "v2"),
+        domainops::vm_disk(dir, "v2", 1, "data"),
+    ] {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
     let e = r.admin("POST", "/v1/vms", VM, 500);
     assert_eq!(e["error"], "internal");
     assert!(
@@ -42,6 +53,39 @@ fn a_vm_whose_record_cannot_be_written_leaves_no_lease_and_no_disk() {
     r.admin("POST", "/v1/vms", VM, 409);
     assert!(domainops::disk(dir, "v1").exists());
     assert!(!domainops::add_lease(dir, "v1").unwrap().1, "lease kept");
+}
+
+#[test]
+fn a_vms_disks_are_made_in_its_domain_kept_and_answered() {
+    let r = real::Real::start();
+    r.domain_and_host();
+    let dir = Path::new(&r.shared);
+    let v = r.admin("POST", "/v1/vms", TWO_DISKS, 201);
+    let want =
+        serde_json::json!([{"name": "boot", "size_mib": 3}, {"name": "data", "size_mib": 2}]);
+    assert_eq!(v["disks"], want);
+    let size = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().len();
+    assert_eq!(
+        size(domainops::disk(dir, "v2")),
+        3 << 20,
+        "the first is the agent's"
+    );
+    assert_eq!(size(domainops::vm_disk(dir, "v2", 1, "data")), 2 << 20);
+    r.admin("PATCH", "/v1/vms/v2", r#"{"priority":9}"#, 200);
+    assert_eq!(r.admin("GET", "/v1/vms/v2", "", 200)["disks"], want);
+    let one = r.admin("POST", "/v1/vms", VM, 201);
+    assert_eq!(
+        one["disks"],
+        serde_json::json!([{"name": "root", "size_mib": 1}])
+    );
+    assert_eq!(size(domainops::disk(dir, "v1")), 1 << 20);
+    let e = r.admin(
+        "POST",
+        "/v1/vms",
+        r#"{"id":"v3","kind":"qemu","vcpus":1,"memory_mib":64,"domain":"d1","disks":[]}"#,
+        400,
+    );
+    assert!(e["message"].as_str().unwrap().starts_with("disks:"), "{e}");
 }
 
 #[test]

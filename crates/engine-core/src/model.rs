@@ -97,6 +97,28 @@ pub struct Vm {
     pub host: Option<String>,
 }
 
+/// One disk of a VM: a sparse raw file in its storage domain, made when
+/// the VM is created. The first disk is the one a host's agent is given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// Name, `[a-z0-9][a-z0-9_-]{0,31}`, unique among the VM's disks.
+    pub name: String,
+    /// Size, MiB.
+    pub size_mib: u64,
+}
+
+impl Disk {
+    /// The disks of a VM created without a disk list, and of a VM recorded
+    /// before VMs had one: a single 1 MiB disk `root`.
+    pub fn default_list() -> Vec<Disk> {
+        vec![Disk {
+            name: "root".into(),
+            size_mib: 1,
+        }]
+    }
+}
+
 /// One row of the HA strategy: a state of the three planes (true = up)
 /// and whether to recover.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

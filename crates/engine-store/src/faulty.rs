@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use nosplit_engine_core::model::{Domain, EngineEvent, HaSettings, Host, Strategy, Task, Vm};
+use nosplit_engine_core::model::{Disk, Domain, EngineEvent, HaSettings, Host, Strategy, Task, Vm};
 
 use crate::{EventQuery, Store, StoreError};
 
@@ -17,7 +17,7 @@ pub enum Write {
     CreateDomain,
     /// `create_host`.
     CreateHost,
-    /// `create_vm`.
+    /// `create_vm` and `create_vm_with_disks`.
     CreateVm,
     /// `update_vm` and `modify_vm`.
     UpdateVm,
@@ -116,9 +116,12 @@ impl<S: Store> Store for FaultyStore<S> {
     fn list_hosts(&self) -> Result<Vec<Host>, StoreError> {
         self.inner.list_hosts()
     }
-    fn create_vm(&self, vm: &Vm) -> Result<(), StoreError> {
+    fn create_vm_with_disks(&self, vm: &Vm, disks: &[Disk]) -> Result<(), StoreError> {
         self.check(Write::CreateVm)?;
-        self.inner.create_vm(vm)
+        self.inner.create_vm_with_disks(vm, disks)
+    }
+    fn vm_disks(&self, id: &str) -> Result<Vec<Disk>, StoreError> {
+        self.inner.vm_disks(id)
     }
     fn get_vm(&self, id: &str) -> Result<Vm, StoreError> {
         self.inner.get_vm(id)

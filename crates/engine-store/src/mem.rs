@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
-use nosplit_engine_core::model::{Domain, EngineEvent, HaSettings, Host, Strategy, Task, Vm};
+use nosplit_engine_core::model::{Disk, Domain, EngineEvent, HaSettings, Host, Strategy, Task, Vm};
 
-use crate::record::{check_same_id, check_strategy, Record};
+use crate::record::{check_same_id, check_strategy, Record, VmRecord};
 use crate::{EventQuery, Limits, Store, StoreError};
 
 /// The in-memory store.
@@ -21,7 +21,7 @@ pub struct MemStore {
 struct Inner {
     domains: BTreeMap<String, Domain>,
     hosts: BTreeMap<String, Host>,
-    vms: BTreeMap<String, Vm>,
+    vms: BTreeMap<String, VmRecord>,
     strategy: Option<Strategy>,
     ha: Option<HaSettings>,
     tasks: BTreeMap<u64, Task>,
@@ -45,7 +45,7 @@ impl MemRecord for Host {
     }
 }
 
-impl MemRecord for Vm {
+impl MemRecord for VmRecord {
     fn map(inner: &mut Inner) -> &mut BTreeMap<String, Self> {
         &mut inner.vms
     }
@@ -156,31 +156,37 @@ impl Store for MemStore {
         self.list()
     }
 
-    fn create_vm(&self, vm: &Vm) -> Result<(), StoreError> {
-        self.create(vm)
+    fn create_vm_with_disks(&self, vm: &Vm, disks: &[Disk]) -> Result<(), StoreError> {
+        self.create(&VmRecord {
+            vm: vm.clone(),
+            disks: disks.to_vec(),
+        })
+    }
+    fn vm_disks(&self, id: &str) -> Result<Vec<Disk>, StoreError> {
+        Ok(self.get::<VmRecord>(id)?.disks)
     }
     fn get_vm(&self, id: &str) -> Result<Vm, StoreError> {
-        self.get(id)
+        Ok(self.get::<VmRecord>(id)?.vm)
     }
     fn update_vm(&self, vm: &Vm) -> Result<(), StoreError> {
-        self.update(vm)
+        self.modify_vm(&vm.id, &mut |v| *v = vm.clone()).map(drop)
     }
     fn delete_vm(&self, id: &str) -> Result<(), StoreError> {
-        self.delete::<Vm>(id)
+        self.delete::<VmRecord>(id)
     }
     fn list_vms(&self) -> Result<Vec<Vm>, StoreError> {
-        self.list()
+        Ok(self.list::<VmRecord>()?.into_iter().map(|r| r.vm).collect())
     }
     fn modify_vm(&self, id: &str, f: &mut dyn FnMut(&mut Vm)) -> Result<Vm, StoreError> {
         let mut g = self.lock();
         let slot = g
             .vms
             .get_mut(id)
-            .ok_or_else(|| StoreError::not_found(Vm::WHAT, id))?;
-        let mut vm = slot.clone();
+            .ok_or_else(|| StoreError::not_found(VmRecord::WHAT, id))?;
+        let mut vm = slot.vm.clone();
         f(&mut vm);
         check_same_id(id, &vm)?;
-        *slot = vm.clone();
+        slot.vm = vm.clone();
         Ok(vm)
     }
 

@@ -1,9 +1,10 @@
-//! What the backends share: the keyed record kinds (domains, hosts, VMs),
-//! JSON encoding, and decoding that reports a bad record by table and key.
+//! What the backends share: the keyed record kinds (domains, hosts, VMs
+//! with their disks), JSON encoding, and decoding that reports a bad
+//! record by table and key.
 
-use nosplit_engine_core::model::{Domain, Host, Strategy, Vm};
+use nosplit_engine_core::model::{Disk, Domain, Host, Strategy, Vm};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
 
@@ -33,11 +34,46 @@ impl Record for Host {
     }
 }
 
-impl Record for Vm {
+/// A VM as stored: the [`Vm`]'s fields and, beside them, `"disks"`. A
+/// record written before VMs had a disk list has no `"disks"` and reads
+/// as [`Disk::default_list`] (the one disk such a VM got).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VmRecord {
+    pub(crate) vm: Vm,
+    pub(crate) disks: Vec<Disk>,
+}
+
+impl Serialize for VmRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let mut v = serde_json::to_value(&self.vm).map_err(S::Error::custom)?;
+        let disks = serde_json::to_value(&self.disks).map_err(S::Error::custom)?;
+        match v.as_object_mut() {
+            Some(m) => m.insert("disks".into(), disks),
+            None => return Err(S::Error::custom("a VM is a JSON object")),
+        };
+        v.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for VmRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut m = serde_json::Map::deserialize(d)?;
+        let disks = match m.remove("disks") {
+            None => Disk::default_list(),
+            Some(v) => serde_json::from_value(v).map_err(D::Error::custom)?,
+        };
+        let vm = serde_json::from_value(serde_json::Value::Object(m)).map_err(D::Error::custom)?;
+        Ok(VmRecord { vm, disks })
+    }
+}
+
+impl Record for VmRecord {
     const TABLE: &'static str = "vms";
     const WHAT: &'static str = "vm";
     fn key(&self) -> &str {
-        &self.id
+        &self.vm.id
     }
 }
 

@@ -8,6 +8,9 @@
 //!   returns records sorted by key (byte order).
 //! - [`Store::modify_vm`] is an atomic read-modify-write: no other write
 //!   lands between its read and its write.
+//! - A VM's disks are written with it ([`Store::create_vm_with_disks`];
+//!   [`Store::create_vm`] gives [`Disk::default_list`]) and kept by every
+//!   update; a VM recorded before disks were kept reads as the default.
 //! - The strategy and the HA settings read as their defaults
 //!   ([`Strategy::default_table`], [`HaSettings::default`]) until set; an
 //!   invalid strategy is refused.
@@ -16,7 +19,7 @@
 //!   [`Limits::max_tasks`] tasks and [`Limits::max_events`] events are kept.
 //! - Every write is atomic: it lands whole or not at all.
 
-use nosplit_engine_core::model::{Domain, EngineEvent, HaSettings, Host, Strategy, Task, Vm};
+use nosplit_engine_core::model::{Disk, Domain, EngineEvent, HaSettings, Host, Strategy, Task, Vm};
 
 use crate::StoreError;
 
@@ -107,11 +110,20 @@ pub trait Store: Send + Sync {
     /// All hosts, sorted by name.
     fn list_hosts(&self) -> Result<Vec<Host>, StoreError>;
 
-    /// Adds a VM; [`StoreError::Exists`] if the id is taken.
-    fn create_vm(&self, vm: &Vm) -> Result<(), StoreError>;
+    /// Adds a VM with [`Disk::default_list`]; [`StoreError::Exists`] if the
+    /// id is taken.
+    fn create_vm(&self, vm: &Vm) -> Result<(), StoreError> {
+        self.create_vm_with_disks(vm, &Disk::default_list())
+    }
+    /// Adds a VM and its disks in one write; [`StoreError::Exists`] if the
+    /// id is taken.
+    fn create_vm_with_disks(&self, vm: &Vm, disks: &[Disk]) -> Result<(), StoreError>;
+    /// The disks of the VM with this id.
+    fn vm_disks(&self, id: &str) -> Result<Vec<Disk>, StoreError>;
     /// The VM with this id.
     fn get_vm(&self, id: &str) -> Result<Vm, StoreError>;
-    /// Replaces the VM with the same id; [`StoreError::NotFound`] if absent.
+    /// Replaces the VM with the same id (its disks stay);
+    /// [`StoreError::NotFound`] if absent.
     fn update_vm(&self, vm: &Vm) -> Result<(), StoreError>;
     /// Removes a VM; [`StoreError::NotFound`] if absent.
     fn delete_vm(&self, id: &str) -> Result<(), StoreError>;

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use nosplit_engine_core::model::{
-    Desired, Domain, EngineEvent, HaSettings, Host, Strategy, Task, Vm, VmKind,
+    Desired, Disk, Domain, EngineEvent, HaSettings, Host, Strategy, Task, Vm, VmKind,
 };
 use nosplit_engine_store::{EventQuery, Limits, RedbStore, Store, StoreError};
 use redb::{Database, TableDefinition};
@@ -198,6 +198,32 @@ fn a_garbage_record_is_reported_as_corrupt_naming_table_and_key() {
         StoreError::Corrupt { what, .. } => assert_eq!(what, "table `events` key `2`"),
         other => panic!("expected Corrupt, got {other:?}"),
     }
+}
+
+#[test]
+fn a_vm_recorded_before_disk_lists_reads_with_the_default_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("engine.redb");
+    drop(RedbStore::open(&path).unwrap());
+    // A format 1 record as written before VMs had `disks`.
+    let mut old = serde_json::to_value(vm("old")).unwrap();
+    assert!(old.get("disks").is_none());
+    old["priority"] = 7.into();
+    write_raw_str(&path, VMS, "old", old.to_string().as_bytes());
+    let s = RedbStore::open(&path).unwrap();
+    assert_eq!(s.get_vm("old").unwrap().priority, 7);
+    assert_eq!(s.vm_disks("old").unwrap(), Disk::default_list());
+    s.modify_vm("old", &mut |v| v.priority = 8).unwrap();
+    assert_eq!(s.vm_disks("old").unwrap(), Disk::default_list());
+    // A record with junk beside the VM is still refused.
+    old["colour"] = "red".into();
+    drop(s);
+    write_raw_str(&path, VMS, "old", old.to_string().as_bytes());
+    let s = RedbStore::open(&path).unwrap();
+    assert!(matches!(
+        s.get_vm("old").unwrap_err(),
+        StoreError::Corrupt { .. }
+    ));
 }
 
 #[test]

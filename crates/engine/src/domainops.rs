@@ -51,9 +51,21 @@ pub fn xleases(dir: &Path) -> PathBuf {
     dir.join("xleases")
 }
 
-/// A VM's disk in a domain directory.
+/// A VM's disk in a domain directory: its first disk, the one its host's
+/// agent is given.
 pub fn disk(dir: &Path, vm: &str) -> PathBuf {
     dir.join("disks").join(format!("{vm}.img"))
+}
+
+/// The file of a VM's disk number `index` named `name`: the first is
+/// [`disk`], each further one `disks/<vm>@<name>.img` (`@` is in no VM id,
+/// so no two VMs' files can meet).
+pub fn vm_disk(dir: &Path, vm: &str, index: usize, name: &str) -> PathBuf {
+    if index == 0 {
+        disk(dir, vm)
+    } else {
+        dir.join("disks").join(format!("{vm}@{name}.img"))
+    }
 }
 
 /// Creates the lockspace and the lease index of a new domain in `dir`.

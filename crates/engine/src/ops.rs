@@ -14,15 +14,12 @@ use nosplit_engine_api::types::{
 };
 use nosplit_engine_core::engine::Input;
 use nosplit_engine_core::model::{
-    Desired, Domain, EngineEvent, HaSettings, HostState, Strategy, Task, Vm,
+    Desired, Disk, Domain, EngineEvent, HaSettings, HostState, Strategy, Task, Vm,
 };
 use nosplit_engine_core::Command;
 use nosplit_engine_store::StoreError;
 
 use crate::runtime::{lock, Engine};
-
-/// Bytes of a VM disk the engine creates.
-const DISK_BYTES: u64 = 1 << 20;
 
 fn store_err(e: StoreError) -> EngineError {
     match e {
@@ -55,18 +52,26 @@ impl Engine {
     }
 
     /// The steps of a VM creation that touch storage and the store: the
-    /// lease, the disk, the record; `made` remembers what they made.
+    /// lease, the disks, the record; `made` remembers what they made.
     fn make_vm(
         &self,
         made: &mut crate::domainops::Undo,
         dir: &Path,
         n: NewVm,
+        disks: &[Disk],
     ) -> Result<Vm, EngineError> {
         let lease_offset = made.add_lease().map_err(|e| {
             EngineError::Unavailable(format!("creating the lease of {}: {e}", n.id))
         })?;
-        made.create_disk(crate::domainops::disk(dir, &n.id), DISK_BYTES)
-            .map_err(|e| EngineError::Unavailable(format!("creating the disk of {}: {e}", n.id)))?;
+        for (i, d) in disks.iter().enumerate() {
+            let bytes = d.size_mib.checked_mul(1 << 20).ok_or_else(|| {
+                EngineError::Invalid(format!("disk {}: {} MiB is too large", d.name, d.size_mib))
+            })?;
+            let path = crate::domainops::vm_disk(dir, &n.id, i, &d.name);
+            made.create_disk(path, bytes).map_err(|e| {
+                EngineError::Unavailable(format!("creating disk {} of {}: {e}", d.name, n.id))
+            })?;
+        }
         let vm = Vm {
             id: n.id,
             kind: n.kind,
@@ -79,7 +84,9 @@ impl Engine {
             desired: Desired::Stopped,
             host: None,
         };
-        self.store.create_vm(&vm).map_err(store_err)?;
+        self.store
+            .create_vm_with_disks(&vm, disks)
+            .map_err(store_err)?;
         Ok(vm)
     }
 
@@ -187,15 +194,23 @@ impl EngineOps for Engine {
     }
 
     fn create_vm(&self, n: NewVm) -> Result<Vm, EngineError> {
+        self.create_vm_with_disks(n, Disk::default_list())
+    }
+
+    fn vm_disks(&self, id: &str) -> Result<Vec<Disk>, EngineError> {
+        self.store.vm_disks(id).map_err(store_err)
+    }
+
+    fn create_vm_with_disks(&self, n: NewVm, disks: Vec<Disk>) -> Result<Vm, EngineError> {
         let d = self.store.get_domain(&n.domain).map_err(store_err)?;
         if self.store.get_vm(&n.id).is_ok() {
             return Err(EngineError::Conflict(format!("VM {} exists", n.id)));
         }
-        // Lease, disk, record: if a step fails, what the steps before it
+        // Lease, disks, record: if a step fails, what the steps before it
         // made is taken back, so a failure leaves nothing half-made.
         let dir = Path::new(&d.path);
         let mut made = crate::domainops::Undo::new(dir, &n.id);
-        let vm = match self.make_vm(&mut made, dir, n) {
+        let vm = match self.make_vm(&mut made, dir, n, &disks) {
             Ok(vm) => {
                 made.keep();
                 vm

@@ -7,11 +7,13 @@
 use std::fmt;
 use std::time::Duration;
 
-use nosplit_engine_core::model::{Domain, EngineEvent, HaSettings, Strategy, Task, Vm};
+use nosplit_engine_core::model::{Disk, Domain, EngineEvent, HaSettings, Strategy, Task};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{EventQuery, HaPatch, HostView, NewHost, NewVm, Status, TaskQuery, VmPatch};
+use crate::types::{
+    EventQuery, HaPatch, HostView, NewHost, NewVm, Status, TaskQuery, VmPatch, VmView,
+};
 
 /// Default time allowed for one call (a long poll gets its wait on top).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -258,17 +260,26 @@ impl Client {
     }
 
     /// `GET /v1/vms`.
-    pub fn list_vms(&self) -> Result<Vec<Vm>, ClientError> {
+    pub fn list_vms(&self) -> Result<Vec<VmView>, ClientError> {
         self.call("GET", "/v1/vms", None)
     }
 
-    /// `POST /v1/vms`.
-    pub fn create_vm(&self, vm: &NewVm) -> Result<Vm, ClientError> {
+    /// `POST /v1/vms` (the engine gives it the default disk).
+    pub fn create_vm(&self, vm: &NewVm) -> Result<VmView, ClientError> {
         self.call("POST", "/v1/vms", Some(json(vm)?))
     }
 
+    /// `POST /v1/vms` with these disks.
+    pub fn create_vm_with_disks(&self, vm: &NewVm, disks: &[Disk]) -> Result<VmView, ClientError> {
+        let mut body = json(vm)?;
+        if let Some(m) = body.as_object_mut() {
+            m.insert("disks".into(), json(&disks)?);
+        }
+        self.call("POST", "/v1/vms", Some(body))
+    }
+
     /// `GET /v1/vms/{id}`.
-    pub fn get_vm(&self, id: &str) -> Result<Vm, ClientError> {
+    pub fn get_vm(&self, id: &str) -> Result<VmView, ClientError> {
         self.call("GET", &format!("/v1/vms/{}", segment(id)?), None)
     }
 
@@ -278,20 +289,20 @@ impl Client {
     }
 
     /// `PATCH /v1/vms/{id}`.
-    pub fn patch_vm(&self, id: &str, patch: &VmPatch) -> Result<Vm, ClientError> {
+    pub fn patch_vm(&self, id: &str, patch: &VmPatch) -> Result<VmView, ClientError> {
         let path = format!("/v1/vms/{}", segment(id)?);
         self.call("PATCH", &path, Some(json(patch)?))
     }
 
     /// `POST /v1/vms/{id}/start`, on `host` if given.
-    pub fn start_vm(&self, id: &str, host: Option<&str>) -> Result<Vm, ClientError> {
+    pub fn start_vm(&self, id: &str, host: Option<&str>) -> Result<VmView, ClientError> {
         let path = format!("/v1/vms/{}/start", segment(id)?);
         let body = host.map(|h| serde_json::json!({ "host": h }));
         self.call("POST", &path, body)
     }
 
     /// `POST /v1/vms/{id}/stop`.
-    pub fn stop_vm(&self, id: &str) -> Result<Vm, ClientError> {
+    pub fn stop_vm(&self, id: &str) -> Result<VmView, ClientError> {
         self.call("POST", &format!("/v1/vms/{}/stop", segment(id)?), None)
     }
 

@@ -1,6 +1,7 @@
 //! The handlers: each checks its input at the edge ([`crate::validate`]),
 //! then runs its [`EngineOps`] call on a blocking thread and answers JSON
-//! (201 for creations, 204 for deletions).
+//! (201 for creations, 204 for deletions). A VM is answered with its
+//! disks ([`VmView`]).
 
 use std::sync::Arc;
 
@@ -15,8 +16,9 @@ use serde::Serialize;
 use super::error::ApiError;
 use super::AppState;
 use crate::ops::EngineOps;
-use crate::types::EngineError;
+use crate::types::{EngineError, VmView};
 use crate::validate::{self as v, Invalid};
+use nosplit_engine_core::model::Vm;
 
 type Body = Result<Bytes, BytesRejection>;
 type Param = Result<Path<String>, PathRejection>;
@@ -110,18 +112,35 @@ pub(super) async fn maintenance(State(s): State<AppState>, p: Param, b: Body) ->
     run(&s, OK, move |o| o.set_host_maintenance(&n, on)).await
 }
 
+/// A VM answer: the record with its disks.
+fn with_disks(o: &dyn EngineOps, vm: Vm) -> Result<VmView, EngineError> {
+    Ok(VmView {
+        disks: o.vm_disks(&vm.id)?,
+        vm,
+    })
+}
+
 pub(super) async fn list_vms(State(s): State<AppState>) -> Out {
-    run(&s, OK, |o| o.list_vms()).await
+    run(&s, OK, |o| {
+        o.list_vms()?
+            .into_iter()
+            .map(|vm| with_disks(o, vm))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
 }
 
 pub(super) async fn create_vm(State(s): State<AppState>, b: Body) -> Out {
-    let vm = v::new_vm(&body(b)?)?;
-    run(&s, CREATED, move |o| o.create_vm(vm)).await
+    let (vm, disks) = v::new_vm_request(&body(b)?)?;
+    run(&s, CREATED, move |o| {
+        with_disks(o, o.create_vm_with_disks(vm, disks)?)
+    })
+    .await
 }
 
 pub(super) async fn get_vm(State(s): State<AppState>, p: Param) -> Out {
     let id = param(p, v::vm_id)?;
-    run(&s, OK, move |o| o.get_vm(&id)).await
+    run(&s, OK, move |o| with_disks(o, o.get_vm(&id)?)).await
 }
 
 pub(super) async fn delete_vm(State(s): State<AppState>, p: Param, b: Body) -> Out {
@@ -133,19 +152,19 @@ pub(super) async fn delete_vm(State(s): State<AppState>, p: Param, b: Body) -> O
 pub(super) async fn patch_vm(State(s): State<AppState>, p: Param, b: Body) -> Out {
     let id = param(p, v::vm_id)?;
     let patch = v::vm_patch(&body(b)?)?;
-    run(&s, OK, move |o| o.patch_vm(&id, patch)).await
+    run(&s, OK, move |o| with_disks(o, o.patch_vm(&id, patch)?)).await
 }
 
 pub(super) async fn start_vm(State(s): State<AppState>, p: Param, b: Body) -> Out {
     let id = param(p, v::vm_id)?;
     let host = v::start_vm(&body(b)?)?;
-    run(&s, OK, move |o| o.start_vm(&id, host)).await
+    run(&s, OK, move |o| with_disks(o, o.start_vm(&id, host)?)).await
 }
 
 pub(super) async fn stop_vm(State(s): State<AppState>, p: Param, b: Body) -> Out {
     let id = param(p, v::vm_id)?;
     v::no_body(&body(b)?)?;
-    run(&s, OK, move |o| o.stop_vm(&id)).await
+    run(&s, OK, move |o| with_disks(o, o.stop_vm(&id)?)).await
 }
 
 pub(super) async fn get_strategy(State(s): State<AppState>) -> Out {

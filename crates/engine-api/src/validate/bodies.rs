@@ -2,14 +2,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use nosplit_engine_core::model::{Domain, Strategy};
+use nosplit_engine_core::model::{Disk, Domain, Strategy};
 use serde_json::{Map, Value};
 
 use super::{
-    abs_path, boolean, domain_name_problem, host_name_problem, int, into, named, object,
-    required_object, string, unknown, vm_id_problem, Invalid, Problems, GRACE_MS, HOST_CPUS,
-    HOST_IDS, HOST_MEMORY_MIB, IO_TIMEOUT_MS, MAX_ATTEMPTS, PERCENT, PRIORITY, RATE, VCPUS,
-    VM_MEMORY_MIB,
+    abs_path, boolean, disk_name_problem, domain_name_problem, host_name_problem, int, into, named,
+    object, required_object, string, unknown, vm_id_problem, Invalid, Problems, DISK_MIB, GRACE_MS,
+    HOST_CPUS, HOST_IDS, HOST_MEMORY_MIB, IO_TIMEOUT_MS, MAX_ATTEMPTS, MAX_DISKS, PERCENT,
+    PRIORITY, RATE, VCPUS, VM_MEMORY_MIB,
 };
 use crate::types::{HaPatch, NewHost, NewVm, VmPatch};
 
@@ -107,9 +107,15 @@ pub fn maintenance(body: &[u8]) -> Result<bool, Invalid> {
     })
 }
 
-/// `POST /v1/vms`.
+/// `POST /v1/vms`, without its disks (see [`new_vm_request`]).
 pub fn new_vm(body: &[u8]) -> Result<NewVm, Invalid> {
-    let m = required_object(body, "NewVm")?;
+    Ok(new_vm_request(body)?.0)
+}
+
+/// `POST /v1/vms`: the VM and its disks ([`Disk::default_list`] when
+/// `disks` is absent).
+pub fn new_vm_request(body: &[u8]) -> Result<(NewVm, Vec<Disk>), Invalid> {
+    let mut m = required_object(body, "NewVm")?;
     let mut p = Problems::default();
     named(&mut p, "id", m.get("id"), vm_id_problem);
     match string(&mut p, "kind", m.get("kind")) {
@@ -127,6 +133,7 @@ pub fn new_vm(body: &[u8]) -> Result<NewVm, Invalid> {
     named(&mut p, "domain", m.get("domain"), domain_name_problem);
     boolean(&mut p, "ha", m.get("ha"), false);
     int(&mut p, "priority", m.get("priority"), PRIORITY, false);
+    let disks = disks(&mut p, m.remove("disks"));
     let known = [
         "id",
         "kind",
@@ -135,9 +142,53 @@ pub fn new_vm(body: &[u8]) -> Result<NewVm, Invalid> {
         "domain",
         "ha",
         "priority",
+        "disks",
     ];
     unknown(&mut p, "", &m, &known);
-    p.finish(|| into(without_nulls(m)))
+    p.finish(|| Ok((into(without_nulls(m))?, disks)))
+}
+
+/// `disks`: 1 to [`MAX_DISKS`] `{"name", "size_mib"}`, names unique;
+/// absent or null is [`Disk::default_list`].
+fn disks(p: &mut Problems, v: Option<Value>) -> Vec<Disk> {
+    let list = match v {
+        None | Some(Value::Null) => return Disk::default_list(),
+        Some(Value::Array(a)) if (1..=MAX_DISKS).contains(&a.len()) => a,
+        Some(_) => {
+            p.add(
+                "disks",
+                format!("expected 1 to {MAX_DISKS} {{\"name\", \"size_mib\"}} objects"),
+            );
+            return Vec::new();
+        }
+    };
+    let mut out: Vec<Disk> = Vec::new();
+    for (i, d) in list.iter().enumerate() {
+        let f = format!("disks[{i}]");
+        let Some(o) = d.as_object() else {
+            p.add(&f, "expected {\"name\", \"size_mib\"}");
+            continue;
+        };
+        let name = string(p, &format!("{f}.name"), o.get("name")).map(str::to_string);
+        if let Some(e) = name.as_deref().and_then(disk_name_problem) {
+            p.add(&format!("{f}.name"), e);
+        }
+        let size = int(
+            p,
+            &format!("{f}.size_mib"),
+            o.get("size_mib"),
+            DISK_MIB,
+            true,
+        );
+        unknown(p, &format!("{f}."), o, &["name", "size_mib"]);
+        if let (Some(name), Some(size_mib)) = (name, size) {
+            if out.iter().any(|d| d.name == name) {
+                p.add(&format!("{f}.name"), format!("disk {name:?} given twice"));
+            }
+            out.push(Disk { name, size_mib });
+        }
+    }
+    out
 }
 
 /// `POST /v1/vms/{id}/start`: empty, `{}` or `{"host": name}`.
@@ -337,6 +388,43 @@ mod tests {
             "priority",
         ];
         assert_eq!(fields(e), want);
+    }
+
+    #[test]
+    fn new_vm_disks_default_and_checks() {
+        let base = r#""id":"v1","kind":"qemu","vcpus":1,"memory_mib":16,"domain":"d""#;
+        let (_, d) = new_vm_request(format!("{{{base}}}").as_bytes()).unwrap();
+        assert_eq!(d, Disk::default_list());
+        let two = r#""disks":[{"name":"boot","size_mib":2048},{"name":"data-1","size_mib":1}]"#;
+        let (_, d) = new_vm_request(format!("{{{base},{two}}}").as_bytes()).unwrap();
+        assert_eq!(
+            (d.len(), d[0].size_mib, d[1].name.as_str()),
+            (2, 2048, "data-1")
+        );
+        let bad = r#""disks":[{"name":"Boot","size_mib":0},{"name":"a","size_mib":1,"x":1},
+            {"name":"b","size_mib":16777217},3]"#;
+        assert_eq!(
+            fields(new_vm_request(format!("{{{base},{bad}}}").as_bytes()).unwrap_err()),
+            [
+                "disks[0].name",
+                "disks[0].size_mib",
+                "disks[1].x",
+                "disks[2].size_mib",
+                "disks[3]"
+            ]
+        );
+        let dup = r#""disks":[{"name":"a","size_mib":1},{"name":"a","size_mib":2}]"#;
+        let e = new_vm_request(format!("{{{base},{dup}}}").as_bytes()).unwrap_err();
+        assert_eq!(fields(e), ["disks[1].name"]);
+        for bad in [r#""disks":[]"#, r#""disks":{}"#] {
+            let b = format!("{{{base},{bad}}}");
+            assert_eq!(fields(new_vm_request(b.as_bytes()).unwrap_err()), ["disks"]);
+        }
+        let many: Vec<String> = (0..17)
+            .map(|i| format!(r#"{{"name":"d{i}","size_mib":1}}"#))
+            .collect();
+        let b = format!(r#"{{{base},"disks":[{}]}}"#, many.join(","));
+        assert!(new_vm_request(b.as_bytes()).is_err(), "17 disks");
     }
 
     #[test]

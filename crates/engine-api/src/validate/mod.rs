@@ -5,7 +5,8 @@
 //!
 //! The rules: domain names `[a-z][a-z0-9_-]{0,47}`; host names
 //! `[A-Za-z0-9._-]{1,64}`; VM ids `[A-Za-z0-9._-]{1,48}`; paths absolute,
-//! without NUL, at most 4096 bytes; the ranges are the constants below.
+//! without NUL, at most 4096 bytes; disk names `[a-z0-9][a-z0-9_-]{0,31}`;
+//! the ranges are the constants below.
 //! Host names and VM ids may not be `.` or `..` (they would not survive a
 //! URL path or a file name).
 
@@ -13,7 +14,8 @@ mod bodies;
 mod query;
 
 pub use bodies::{
-    domain, ha_patch, maintenance, new_host, new_vm, no_body, start_vm, strategy, vm_patch,
+    domain, ha_patch, maintenance, new_host, new_vm, new_vm_request, no_body, start_vm, strategy,
+    vm_patch,
 };
 pub use query::{events_query, tasks_query};
 
@@ -58,6 +60,12 @@ pub const PERCENT: (u64, u64) = (1, 100);
 pub const MAX_ATTEMPTS: (u64, u64) = (1, 100);
 /// Grace, ms.
 pub const GRACE_MS: (u64, u64) = (0, 3_600_000);
+/// Disks per VM.
+pub const MAX_DISKS: usize = 16;
+/// Disk size, MiB (up to 16 TiB).
+pub const DISK_MIB: (u64, u64) = (1, 16_777_216);
+/// Longest disk name.
+pub const MAX_DISK_NAME_LEN: usize = 32;
 /// Task and event limits.
 pub const LIMIT: (u64, u64) = (1, 10_000);
 /// Longest long poll, ms.
@@ -95,6 +103,18 @@ pub fn domain_name_problem(s: &str) -> Option<String> {
     (!word(s, MAX_DOMAIN_LEN, |c| c.is_ascii_lowercase(), rest)).then(|| {
         format!(
             "{} is not a domain name: a-z, then up to 47 of a-z 0-9 _ -",
+            show(s)
+        )
+    })
+}
+
+/// Why `s` is not a disk name (`[a-z0-9][a-z0-9_-]{0,31}`), if it is not.
+pub fn disk_name_problem(s: &str) -> Option<String> {
+    let first = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let rest = |c: u8| first(c) || b"_-".contains(&c);
+    (!word(s, MAX_DISK_NAME_LEN, first, rest)).then(|| {
+        format!(
+            "{} is not a disk name: a-z or 0-9, then up to 31 of a-z 0-9 _ -",
             show(s)
         )
     })

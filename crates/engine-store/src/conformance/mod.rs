@@ -34,6 +34,10 @@ const CHECKS: &[(&str, Check)] = &[
         records::vms_follow_the_crud_rules,
     ),
     (
+        "vm_disks_are_written_with_the_vm_and_kept",
+        records::vm_disks_are_written_with_the_vm_and_kept,
+    ),
+    (
         "record_kinds_do_not_share_keys",
         records::record_kinds_do_not_share_keys,
     ),

@@ -3,7 +3,7 @@
 
 use std::fmt::Debug;
 
-use nosplit_engine_core::model::{HaSettings, Strategy};
+use nosplit_engine_core::model::{Disk, HaSettings, Strategy};
 
 use super::{domain, expect_exists, expect_invalid, expect_not_found, host, ok, vm, Factory};
 use crate::{Limits, StoreError};
@@ -119,6 +119,50 @@ pub(super) fn record_kinds_do_not_share_keys(make: Factory<'_>) {
     ok(s.delete_host("x"), "delete host x");
     assert_eq!(ok(s.get_domain("x"), "get domain"), domain("x"));
     assert_eq!(ok(s.get_vm("x"), "get vm"), vm("x"));
+}
+
+pub(super) fn vm_disks_are_written_with_the_vm_and_kept(make: Factory<'_>) {
+    let s = make(Limits::default());
+    let disks = vec![
+        Disk {
+            name: "boot".into(),
+            size_mib: 1024,
+        },
+        Disk {
+            name: "data".into(),
+            size_mib: 4,
+        },
+    ];
+    ok(
+        s.create_vm_with_disks(&vm("v1"), &disks),
+        "create with disks",
+    );
+    assert_eq!(ok(s.vm_disks("v1"), "disks"), disks, "disks as written");
+    assert_eq!(ok(s.get_vm("v1"), "get"), vm("v1"), "the VM as written");
+    let mut v = vm("v1");
+    v.vcpus = 9;
+    ok(s.update_vm(&v), "update");
+    ok(s.modify_vm("v1", &mut |v| v.priority = 3), "modify");
+    assert_eq!(ok(s.vm_disks("v1"), "disks"), disks, "kept by updates");
+    expect_exists(
+        s.create_vm_with_disks(&vm("v1"), &[]),
+        "vm",
+        "v1",
+        "create_vm_with_disks of a taken id",
+    );
+    assert_eq!(
+        ok(s.vm_disks("v1"), "disks"),
+        disks,
+        "kept by a refused create"
+    );
+    ok(s.create_vm(&vm("v2")), "create without disks");
+    assert_eq!(
+        ok(s.vm_disks("v2"), "disks"),
+        Disk::default_list(),
+        "create_vm gives the default list"
+    );
+    ok(s.delete_vm("v1"), "delete");
+    expect_not_found(s.vm_disks("v1"), "vm", "v1", "disks of a deleted VM");
 }
 
 pub(super) fn modify_vm_reads_modifies_and_writes(make: Factory<'_>) {

@@ -14,14 +14,16 @@
 //! | `meta`     | `&str`: `format`     | JSON number: the format version, `1`    |
 //! | `domains`  | `&str`: domain name  | JSON `Domain`                           |
 //! | `hosts`    | `&str`: host name    | JSON `Host`                             |
-//! | `vms`      | `&str`: VM id        | JSON `Vm`                               |
+//! | `vms`      | `&str`: VM id        | JSON `Vm` with `"disks"`: `[Disk]`      |
 //! | `settings` | `&str`: `strategy`   | JSON `Strategy` (absent = default table)|
 //! | `settings` | `&str`: `ha`         | JSON `HaSettings` (absent = defaults)   |
 //! | `tasks`    | `u64`: task id       | JSON `Task` (its `id` equals the key)   |
 //! | `events`   | `u64`: event seq     | JSON `EngineEvent` (`seq` equals key)   |
 //!
 //! A keyed record must name itself with its key (a `vms` value under key
-//! `a` must have `"id":"a"`), otherwise it is reported as corrupt.
+//! `a` must have `"id":"a"`), otherwise it is reported as corrupt. A `vms`
+//! value without `"disks"` (written before VMs had a disk list) reads as
+//! the one default disk those VMs got.
 //! Task ids and event seqs are one past the largest key kept; the oldest
 //! keys are dropped beyond the configured [`Limits`].
 //!

@@ -2,13 +2,15 @@
 
 use std::ops::Bound;
 
-use nosplit_engine_core::model::{Domain, EngineEvent, HaSettings, Host, Strategy, Task, Vm};
+use nosplit_engine_core::model::{Disk, Domain, EngineEvent, HaSettings, Host, Strategy, Task, Vm};
 use redb::{ReadableTable, ReadableTableMetadata, Table, TableDefinition, TableHandle};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{backend, get_bytes, RedbStore, EVENTS, SETTINGS, TASKS};
-use crate::record::{check_same_id, check_strategy, decode, decode_record, encode, Record};
+use crate::record::{
+    check_same_id, check_strategy, decode, decode_record, encode, Record, VmRecord,
+};
 use crate::{EventQuery, Store, StoreError};
 
 type Keyed = TableDefinition<'static, &'static str, &'static [u8]>;
@@ -16,7 +18,7 @@ type Log = TableDefinition<'static, u64, &'static [u8]>;
 
 pub(super) const DOMAINS: Keyed = TableDefinition::new(Domain::TABLE);
 pub(super) const HOSTS: Keyed = TableDefinition::new(Host::TABLE);
-pub(super) const VMS: Keyed = TableDefinition::new(Vm::TABLE);
+pub(super) const VMS: Keyed = TableDefinition::new(VmRecord::TABLE);
 
 fn keyed<R: Record>() -> Keyed {
     TableDefinition::new(R::TABLE)
@@ -192,31 +194,38 @@ impl Store for RedbStore {
         self.list()
     }
 
-    fn create_vm(&self, vm: &Vm) -> Result<(), StoreError> {
-        self.create(vm)
+    fn create_vm_with_disks(&self, vm: &Vm, disks: &[Disk]) -> Result<(), StoreError> {
+        self.create(&VmRecord {
+            vm: vm.clone(),
+            disks: disks.to_vec(),
+        })
+    }
+    fn vm_disks(&self, id: &str) -> Result<Vec<Disk>, StoreError> {
+        Ok(self.get::<VmRecord>(id)?.disks)
     }
     fn get_vm(&self, id: &str) -> Result<Vm, StoreError> {
-        self.get(id)
+        Ok(self.get::<VmRecord>(id)?.vm)
     }
     fn update_vm(&self, vm: &Vm) -> Result<(), StoreError> {
-        self.update(vm)
+        self.modify_vm(&vm.id, &mut |v| *v = vm.clone()).map(drop)
     }
     fn delete_vm(&self, id: &str) -> Result<(), StoreError> {
-        self.delete::<Vm>(id)
+        self.delete::<VmRecord>(id)
     }
     fn list_vms(&self) -> Result<Vec<Vm>, StoreError> {
-        self.list()
+        Ok(self.list::<VmRecord>()?.into_iter().map(|r| r.vm).collect())
     }
     fn modify_vm(&self, id: &str, f: &mut dyn FnMut(&mut Vm)) -> Result<Vm, StoreError> {
         self.write("modify vm", |tx| {
             let mut t = tx.open_table(VMS).map_err(backend("open table"))?;
-            let bytes = get_bytes(&t, id)?.ok_or_else(|| StoreError::not_found(Vm::WHAT, id))?;
-            let mut vm: Vm = decode_record(id, &bytes)?;
-            f(&mut vm);
-            check_same_id(id, &vm)?;
-            let bytes = encode(Vm::WHAT, &vm)?;
+            let bytes =
+                get_bytes(&t, id)?.ok_or_else(|| StoreError::not_found(VmRecord::WHAT, id))?;
+            let mut rec: VmRecord = decode_record(id, &bytes)?;
+            f(&mut rec.vm);
+            check_same_id(id, &rec.vm)?;
+            let bytes = encode(VmRecord::WHAT, &rec)?;
             t.insert(id, bytes.as_slice()).map_err(backend("insert"))?;
-            Ok(vm)
+            Ok(rec.vm)
         })
     }
 
