@@ -278,6 +278,9 @@ pub enum OpsCmd {
         /// Self-recovery threshold, % of hosts up.
         #[arg(long)]
         recover_pct: Option<u8>,
+        /// Grace before a silent host is acted on, ms.
+        #[arg(long)]
+        grace_ms: Option<u64>,
     },
     /// Restart tasks.
     Task {
@@ -300,9 +303,15 @@ pub enum OpsCmd {
         /// Only this host.
         #[arg(long)]
         host: Option<String>,
+        /// Only this VM.
+        #[arg(long)]
+        vm: Option<String>,
         /// Only this severity.
         #[arg(long)]
         severity: Option<String>,
+        /// Only events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
         /// Keep streaming.
         #[arg(long)]
         follow: bool,
@@ -385,7 +394,10 @@ pub fn host(conn: &Conn, cmd: HostCmd) -> Result<()> {
                 conn,
                 &h,
                 &["host", "state"],
-                vec![vec![h.host.name.clone(), format!("{:?}", h.state)]],
+                vec![vec![
+                    h.host.name.clone(),
+                    host_state_name(h.state).to_string(),
+                ]],
             )
         }
         HostCmd::List => {
@@ -468,6 +480,7 @@ pub fn ops(o: OpsCmd) -> Result<()> {
             max_attempts,
             defense_pct,
             recover_pct,
+            grace_ms,
         } => {
             let c = conn.client()?;
             let p = HaPatch {
@@ -477,7 +490,7 @@ pub fn ops(o: OpsCmd) -> Result<()> {
                 max_attempts,
                 defense_pct,
                 recover_pct,
-                grace_ms: None,
+                grace_ms,
             };
             let s = if p == HaPatch::default() {
                 c.ha()?
@@ -521,13 +534,17 @@ pub fn ops(o: OpsCmd) -> Result<()> {
             conn,
             kind,
             host,
+            vm,
             severity,
+            after,
             follow,
         } => {
             let c = conn.client()?;
             let mut q = EventQuery {
+                after,
                 kind,
                 host,
+                vm,
                 severity,
                 limit: 1000,
                 ..EventQuery::default()
@@ -553,6 +570,8 @@ pub fn ops(o: OpsCmd) -> Result<()> {
                 if !follow {
                     return Ok(());
                 }
+                // Shown at once to whoever reads the stream.
+                std::io::Write::flush(&mut std::io::stdout())?;
                 q.wait = Duration::from_secs(25);
             }
         }

@@ -1,7 +1,7 @@
 //! `nosplit engine` and its operator CLI end to end (no hosts): the store
 //! keeps the inventory across an engine restart, roles are enforced, bad
 //! input gets a clear error and exit code, bad config exits 2; VM disks are
-//! made and shown.
+//! made and shown; `events` filters, and `--follow` streams new events.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -107,7 +107,7 @@ fn inventory_survives_a_restart_and_roles_are_enforced() {
         shared.join("ids").exists() && shared.join("xleases").exists(),
         "lockspace and index made"
     );
-    ok(
+    let added = ok(
         &e,
         &admin,
         &[
@@ -121,6 +121,11 @@ fn inventory_survives_a_restart_and_roles_are_enforced() {
             "--plane",
             "mgmt=127.0.0.1",
         ],
+    );
+    let state = added.lines().nth(1).unwrap_or("").split_whitespace().nth(1);
+    assert!(
+        ["up", "suspect", "non-responsive", "recovering", "down"].contains(&state.unwrap_or("")),
+        "host add prints the state as host list does: {added}"
     );
     ok(
         &e,
@@ -241,7 +246,15 @@ fn inventory_survives_a_restart_and_roles_are_enforced() {
     ok(
         &e,
         &admin,
-        &["ha", "--global-rate", "100", "--per-host-limit", "4"],
+        &[
+            "ha",
+            "--global-rate",
+            "100",
+            "--per-host-limit",
+            "4",
+            "--grace-ms",
+            "2500",
+        ],
     );
     // A VM cannot start while no host is up (its agent is not there).
     assert!(!cli(&e, &user, &["vm", "start", "web1"]).status.success());
@@ -253,6 +266,7 @@ fn inventory_survives_a_restart_and_roles_are_enforced() {
     assert!(hosts.contains("\"h1\""), "{hosts}");
     let ha = ok(&e, &admin, &["ha", "--json"]);
     assert!(ha.contains("\"global_rate\": 100"), "{ha}");
+    assert!(ha.contains("\"grace_ms\": 2500"), "{ha}");
     let vms = ok(&e, &user, &["vm", "list"]);
     assert!(vms.contains("web1"), "{vms}");
     let ev = ok(&e, &admin, &["events"]);
@@ -278,4 +292,100 @@ fn a_bad_engine_config_reports_every_problem_and_exits_2() {
     for want in ["listen", "store", "colour", "agent_token_dir", "token"] {
         assert!(err.contains(want), "{want}: {err}");
     }
+}
+
+/// Seqs of `nosplit events --json` output, one event a line.
+fn seqs(out: &str) -> Vec<u64> {
+    out.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["seq"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn events_filter_by_vm_and_after_and_follow_streams_new_ones() {
+    let dir = tempfile::Builder::new()
+        .prefix("engine")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let d = dir.path();
+    let admin = d.join("admin.token");
+    secret(&admin, &"a".repeat(40));
+    secret(&d.join("user.token"), &"u".repeat(40));
+    let e = start(d);
+    ok(
+        &e,
+        &admin,
+        &[
+            "host",
+            "add",
+            "h1",
+            "--id",
+            "1",
+            "--agent",
+            "127.0.0.1:9",
+            "--plane",
+            "mgmt=127.0.0.1",
+        ],
+    );
+    ok(&e, &admin, &["host", "maintenance", "h1", "on"]);
+    ok(&e, &admin, &["host", "maintenance", "h1", "off"]);
+    let all = seqs(&ok(&e, &admin, &["events", "--json"]));
+    assert!(all.len() >= 2, "{all:?}");
+    let after = all[0].to_string();
+    assert_eq!(
+        seqs(&ok(&e, &admin, &["events", "--json", "--after", &after])),
+        all[1..],
+        "--after"
+    );
+    let none = ok(&e, &admin, &["events", "--json", "--vm", "no-such-vm"]);
+    assert!(none.is_empty(), "--vm: {none}");
+
+    // The follower prints what is there, then what comes.
+    let last = *all.last().unwrap();
+    let mut follower = Command::new(BIN)
+        .args([
+            "events",
+            "--follow",
+            "--json",
+            "--engine",
+            &e.url,
+            "--token-file",
+        ])
+        .arg(&admin)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // A hang guard, not a timing check: each line is waited for generously.
+    let next = |what: &str| {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no line from the follower: {what}"));
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()
+    };
+    for seq in &all {
+        assert_eq!(next("existing")["seq"].as_u64(), Some(*seq));
+    }
+    ok(&e, &admin, &["host", "maintenance", "h1", "on"]);
+    let ev = next("new");
+    assert!(ev["seq"].as_u64().unwrap() > last, "{ev}");
+    assert_eq!(ev["host"], "h1", "{ev}");
+    assert!(
+        ev["detail"].as_str().unwrap().contains("maintenance on"),
+        "{ev}"
+    );
+    follower.kill().unwrap();
+    follower.wait().unwrap();
 }
