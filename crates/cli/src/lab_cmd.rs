@@ -36,8 +36,8 @@ pub enum LabCmd {
         /// Hosts.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
         hosts: u32,
-        /// Lockspace io_timeout, ms.
-        #[arg(long, default_value_t = 1000)]
+        /// Lockspace io_timeout, ms (50 to 300000).
+        #[arg(long, default_value_t = 1000, value_parser = io_timeout)]
         io_timeout_ms: u32,
         /// QEMU guests to start (g1, g2, ...).
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=6))]
@@ -48,6 +48,10 @@ pub enum LabCmd {
         /// Address prefix of the planes (a private `a.b`).
         #[arg(long, default_value = "10.77")]
         prefix: nosplit_labnet::Prefix,
+        /// Remove a lab of the same name first (without this, `up` refuses
+        /// when the lab exists).
+        #[arg(long)]
+        replace: bool,
     },
     /// Each host: power, planes, storage faults, lease state and processes.
     Status {
@@ -62,6 +66,7 @@ pub enum LabCmd {
         #[command(flatten)]
         at: At,
         /// Host number.
+        #[arg(value_parser = host_number)]
         host: u32,
         /// The command and its arguments.
         #[arg(last = true, required = true)]
@@ -70,23 +75,25 @@ pub enum LabCmd {
     /// Inject or clear a fault on a host: `storage MODE` (ok, eio, eio-read,
     /// eio-write, hang, delay:<ms>) or `net PLANE FAULT` (PLANE mgmt, svc, stor,
     /// all; FAULT down, drop, drop-in, drop-out, ok).
+    #[command(
+        subcommand_value_name = "storage|net",
+        subcommand_help_heading = "Faults"
+    )]
     Fault {
         #[command(flatten)]
         at: At,
         /// Host number.
+        #[arg(value_parser = host_number)]
         host: u32,
-        /// `storage` or `net`.
-        what: String,
-        /// Mode (storage) or plane (net).
-        arg1: String,
-        /// Fault (net).
-        arg2: Option<String>,
+        #[command(subcommand)]
+        fault: FaultCmd,
     },
     /// Power a host off (every process at once) or on (daemons start and rejoin).
     Power {
         #[command(flatten)]
         at: At,
         /// Host number.
+        #[arg(value_parser = host_number)]
         host: u32,
         /// on or off.
         #[arg(value_parser = ["on", "off"])]
@@ -101,7 +108,7 @@ pub enum LabCmd {
     /// cgroups, files), even after a crash. Safe to run twice.
     Down {
         /// Lab name.
-        #[arg(long, default_value = "nsl")]
+        #[arg(long, default_value = "nsl", value_parser = lab_name)]
         lab: String,
         /// Lab root directory.
         #[arg(long)]
@@ -109,11 +116,32 @@ pub enum LabCmd {
     },
 }
 
+/// `lab fault HOST ...`: what to inject.
+#[derive(Debug, Subcommand)]
+pub enum FaultCmd {
+    /// The host's storage: ok, eio, eio-read, eio-write, hang, delay:<ms>.
+    Storage {
+        /// The mode.
+        #[arg(value_parser = scenario::storage_mode)]
+        mode: String,
+    },
+    /// One of the host's planes (mgmt, svc, stor, all): down, drop, drop-in,
+    /// drop-out, ok.
+    Net {
+        /// The plane.
+        #[arg(value_parser = scenario::plane)]
+        plane: scenario::PlaneSel,
+        /// The fault.
+        #[arg(value_parser = scenario::net_fault)]
+        fault: scenario::NetFault,
+    },
+}
+
 /// Which lab.
 #[derive(Debug, clap::Args)]
 pub struct At {
     /// Lab name.
-    #[arg(long, default_value = "nsl")]
+    #[arg(long, default_value = "nsl", value_parser = lab_name)]
     lab: String,
     /// Lab root directory (default /run/nosplit-lab/<lab>).
     #[arg(long)]
@@ -124,7 +152,7 @@ pub struct At {
 #[derive(Debug, clap::Args)]
 pub struct Common {
     /// Lab name ([a-z][a-z0-9]{0,4}).
-    #[arg(long, default_value = "nsl")]
+    #[arg(long, default_value = "nsl", value_parser = lab_name)]
     lab: String,
     /// Lab root directory (default /run/nosplit-lab/<lab>).
     #[arg(long)]
@@ -166,6 +194,7 @@ pub fn run(cmd: LabCmd) -> Result<()> {
             qemu,
             procs,
             prefix,
+            replace,
         } => {
             let mut vms: Vec<(String, scenario::VmKind)> = (1..=qemu)
                 .map(|i| (format!("g{i}"), scenario::VmKind::Qemu))
@@ -182,6 +211,7 @@ pub fn run(cmd: LabCmd) -> Result<()> {
                 interval_ms: 200,
                 prefix,
                 engine: false,
+                replace,
             };
             let f = control::up(spec, &mut |l| println!("{l}"))?;
             println!(
@@ -250,23 +280,14 @@ pub fn run(cmd: LabCmd) -> Result<()> {
             }
             Ok(())
         }
-        LabCmd::Fault {
-            at,
-            host,
-            what,
-            arg1,
-            arg2,
-        } => {
+        LabCmd::Fault { at, host, fault } => {
             let f = control::LabFile::load(&at.lab, at.root)?;
-            let h = f.host(host)?;
-            let step = fault_step(&what, &arg1, arg2.as_deref())?;
-            match step {
-                scenario::Action::Storage { mode } => println!("{}", h.storage_fault(&mode)?),
-                scenario::Action::Net { plane, fault } => {
-                    nosplit_lab::net_fault(&h.lab, host, plane, fault)?;
+            match fault {
+                FaultCmd::Storage { mode } => println!("{}", f.host(host)?.storage_fault(&mode)?),
+                FaultCmd::Net { plane, fault } => {
+                    control::net_fault(&f, host, plane, fault)?;
                     println!("h{host}: net {plane:?} {fault:?}");
                 }
-                other => anyhow::bail!("not a fault: {other:?}"),
             }
             Ok(())
         }
@@ -319,8 +340,9 @@ fn run_scenario(sc: &scenario::Scenario, c: &Common) -> Result<()> {
     let summary = report.summary();
     std::fs::write(c.out.join("summary.txt"), format!("{summary}\n"))
         .with_context(|| format!("writing {}", c.out.display()))?;
-    println!("{summary}");
+    // The summary line (`summary: vms=...`) is the last line of stdout.
     println!("report: {}", json.display());
+    println!("{summary}");
     if report.expectation_met == Some(false) {
         return Err(ExpectationFailed {
             expected: sc.expect_split_brain.unwrap_or_default(),
@@ -360,22 +382,30 @@ pub fn vm_proc(a: VmProcArgs) -> Result<()> {
     Ok(())
 }
 
-/// A `lab fault` request, checked by the scenario parser (one syntax for both).
-fn fault_step(what: &str, a1: &str, a2: Option<&str>) -> Result<scenario::Action> {
-    let text = match (what, a2) {
-        ("storage", None) => format!("action = \"storage\"\nmode = {a1:?}"),
-        ("net", Some(f)) => format!("action = \"net\"\nplane = {a1:?}\nfault = {f:?}"),
-        ("storage", Some(_)) => anyhow::bail!("usage: lab fault HOST storage MODE"),
-        ("net", None) => anyhow::bail!("usage: lab fault HOST net PLANE FAULT"),
-        _ => anyhow::bail!("unknown fault {what:?}: storage or net"),
-    };
-    let doc = format!("name = \"cli\"\nduration_s = 1\n[[vm]]\nname = \"x\"\nkind = \"process\"\n[[step]]\nat_s = 0\nhost = 1\n{text}\n");
-    let sc = scenario::parse(&doc, "lab fault")?;
-    sc.steps
-        .into_iter()
-        .next()
-        .map(|s| s.action)
-        .ok_or_else(|| anyhow::anyhow!("no fault"))
+/// `--io-timeout-ms`: a number the lockspace format accepts.
+fn io_timeout(s: &str) -> Result<u32, String> {
+    let ms: u32 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number of milliseconds ({e})"))?;
+    nosplit_lease::format::check_io_timeout(ms)?;
+    Ok(ms)
+}
+
+/// `--lab`: a valid lab name.
+fn lab_name(s: &str) -> Result<String, String> {
+    nosplit_labnet::LabName::new(s)
+        .map(|n| n.to_string())
+        .map_err(|e| format!("{e} (a lab name is 1 to 5 of a-z 0-9, starting with a letter)"))
+}
+
+/// A host number (a lab has at most 64 hosts; the lab's own count is
+/// checked once its record is read).
+fn host_number(s: &str) -> Result<u32, String> {
+    let max = nosplit_labnet::naming::MAX_HOSTS;
+    match s.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a host number (1..={max})")),
+    }
 }
 
 /// `nosplit vm-freeze`: the freeze hook the agent registers with leased.

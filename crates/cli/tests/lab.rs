@@ -50,11 +50,14 @@ fn run(name: &str, lab: &'static str, prefix: &str) -> (i32, String, Value) {
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     let report = std::fs::read_to_string(out.path().join("report.json"))
         .unwrap_or_else(|e| panic!("no report ({e}):\n{stdout}\n{stderr}"));
-    let last = stdout.lines().rev().nth(1).unwrap_or_default();
+    let last = stdout.lines().last().unwrap_or_default();
     assert!(
-        last.starts_with("summary: vms="),
-        "the summary line ends the summary: {last:?}\n{stdout}"
+        last.starts_with("summary: vms=")
+            && last.contains(" split_brain=")
+            && last.contains(" max_failover_s="),
+        "the summary line is the last line of stdout: {last:?}\n{stdout}"
     );
+    assert!(stdout.contains("\ntotal downtime: "), "{stdout}");
     (
         o.status.code().unwrap_or(-1),
         format!("{stdout}\n{stderr}"),
@@ -287,11 +290,24 @@ fn bad_scenarios_are_refused_with_every_problem_and_exit_2() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/x.toml"));
+    // A real scenario file: only the lab name is wrong.
+    let power_off = scenario("power-off");
     let o = Command::new(BIN)
-        .args(["lab", "run", "x.toml", "--lab", "Bad-Name!"])
+        .args(["lab", "run"])
+        .arg(&power_off)
+        .args(["--lab", "Bad-Name!"])
         .output()
         .unwrap();
-    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--lab") && err.contains("Bad-Name!"), "{err}");
+    assert!(err.contains("must start with a-z"), "{err}");
+    for cmd in ["status", "down"] {
+        let o = nosplit(&["lab", cmd, "--lab", "toolong"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {err}");
+        assert!(err.contains("longer than 5 characters"), "{cmd}: {err}");
+    }
     let o = Command::new(BIN)
         .args(["lab", "demo", "--prefix", "8.8"])
         .output()
@@ -322,4 +338,242 @@ fn a_cluster_wide_storage_outage_freezes_and_resumes_the_same_vms() {
             "it was frozen: {v}"
         );
     }
+}
+
+/// `nosplit ARGS...`.
+fn nosplit(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+/// What of lab `name` exists: namespaces, links, cgroups.
+fn lab_objects(name: &str) -> Vec<String> {
+    nosplit_labnet::lab_objects(&nosplit_labnet::LabName::new(name).unwrap()).unwrap()
+}
+
+/// A bad io_timeout is refused before anything is made; an up that fails
+/// after its network exists removes it again.
+#[test]
+fn a_failed_up_leaves_nothing_behind() {
+    let _down = Down("tfail");
+    let o = nosplit(&["lab", "up", "--lab", "tfail", "--io-timeout-ms", "0"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--io-timeout-ms"), "{err}");
+    assert!(err.contains("0 ms is outside"), "{err}");
+    assert!(lab_objects("tfail").is_empty());
+    // The root cannot be created: that is found after the network is up.
+    let o = nosplit(&[
+        "lab",
+        "up",
+        "--lab",
+        "tfail",
+        "--hosts",
+        "2",
+        "--prefix",
+        "10.81",
+        "--root",
+        "/dev/null/tfail",
+    ]);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(!o.status.success(), "{out}");
+    assert!(err.contains("/dev/null/tfail"), "{err}");
+    assert!(out.contains("network: 2 hosts"), "it got that far: {out}");
+    assert!(out.contains("removing what it made"), "{out}");
+    assert!(out.contains(" 2 namespace(s)"), "it had made them: {out}");
+    assert!(
+        lab_objects("tfail").is_empty(),
+        "{:?}",
+        lab_objects("tfail")
+    );
+}
+
+/// `lab fault` checks its arguments before it reads the lab's record: the
+/// lab `tnone` does not exist, yet each bad request names its own mistake
+/// (exit 2), in the command's words, not the scenario file's.
+#[test]
+fn bad_fault_arguments_exit_2_before_the_lab_is_looked_up() {
+    let at = ["lab", "fault", "--lab", "tnone"];
+    for (args, want) in [
+        (&["1", "disk", "eio"][..], "unexpected argument 'disk'"),
+        (&["1", "storage", "slow"][..], "\"slow\": expected ok, eio"),
+        (&["1", "storage", "delay:0"][..], "delay:<ms> (1..=600000)"),
+        (
+            &["1", "net", "wan", "down"][..],
+            "\"wan\": expected mgmt, svc",
+        ),
+        (
+            &["1", "net", "mgmt", "cut"][..],
+            "\"cut\": expected down, drop",
+        ),
+        (&["1", "net", "mgmt"][..], "<FAULT>"),
+        (&["0", "storage", "eio"][..], "not a host number"),
+    ] {
+        let o = nosplit(&[&at[..], args].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {want} in {err}");
+        for internal in ["scenario", "step[", "is it up"] {
+            assert!(!err.contains(internal), "{args:?}: {internal} in {err}");
+        }
+    }
+    // A good request gets as far as the lab's record, which is not there.
+    let o = nosplit(&[&at[..], &["1", "storage", "eio"]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("lab tnone (is it up?)"), "{err}");
+}
+
+/// `nosplit lab CMD --lab tlc ARGS...`: (success, stdout, stderr).
+fn tlc(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(BIN)
+        .arg("lab")
+        .arg(args[0])
+        .args(["--lab", "tlc"])
+        .args(&args[1..])
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// `lab status --json`, host by host.
+fn status(lab: &str) -> Vec<Value> {
+    let o = nosplit(&["lab", "status", "--json", "--lab", lab]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice::<Value>(&o.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The command lines of a host's processes, as `status` reports them.
+fn processes(h: &Value) -> Vec<String> {
+    h["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Each plane of a host: (name, link up, drop).
+fn planes(h: &Value) -> Vec<(String, bool, String)> {
+    serde_json::from_value(h["planes"].clone()).unwrap()
+}
+
+/// The interactive lab through the real binary: up (and a second up
+/// refused), status, exec, storage and network faults with their effects,
+/// power off and on, down twice.
+#[test]
+fn the_interactive_lab_lifecycle() {
+    let _down = Down("tlc");
+    let (ok, out, err) = tlc(&["up", "--hosts", "2", "--procs", "2", "--prefix", "10.82"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("lab tlc is up: 2 hosts, 2 VMs"), "{out}");
+    let (ok, _, err) = tlc(&["up", "--hosts", "2", "--prefix", "10.82"]);
+    assert!(!ok && err.contains("lab tlc exists already"), "{err}");
+    assert!(err.contains("--replace"), "{err}");
+
+    // status: both hosts on, joined, every plane up, daemons and one VM each.
+    let st = status("tlc");
+    assert_eq!(st.len(), 2);
+    for h in &st {
+        assert_eq!(h["on"], true, "{h}");
+        assert_eq!(h["mounted"], true, "{h}");
+        assert!(h["storage"].as_str().unwrap().ends_with("mode=ok"), "{h}");
+        assert!(h["lease"].as_str().unwrap().contains("lab joined"), "{h}");
+        assert!(planes(h).iter().all(|(_, up, drop)| *up && drop == "none"));
+        let procs = processes(h).join("\n");
+        for d in ["faultfs", "watchdog-lab", "leased", "agent", "vm-proc"] {
+            assert!(procs.contains(&format!("nosplit {d}")), "{d} in {procs}");
+        }
+    }
+    let (ok, text, _) = tlc(&["status"]);
+    assert!(
+        ok && text.contains("planes: mgmt up, svc up, stor up"),
+        "{text}"
+    );
+
+    // exec runs inside the host's namespace: its own addresses.
+    let (ok, addrs, err) = tlc(&["exec", "2", "--", "ip", "-br", "addr"]);
+    assert!(ok, "{err}");
+    for a in ["10.82.1.12/24", "10.82.2.12/24", "10.82.3.12/24"] {
+        assert!(addrs.contains(a), "{a} in {addrs}");
+    }
+    assert!(!addrs.contains("10.82.1.11/"), "{addrs}");
+    let (ok, _, err) = tlc(&["exec", "1", "--", "false"]);
+    assert!(!ok && err.contains("on h1"), "{err}");
+
+    // Storage: EIO through h1's mount only, then recovered.
+    let mnt = |n: u32| PathBuf::from(format!("/run/nosplit-lab/tlc/hosts/h{n}/mnt/ids"));
+    let (ok, out, err) = tlc(&["fault", "1", "storage", "eio"]);
+    assert!(ok && out.contains("mode=eio"), "{out}{err}");
+    let e = std::fs::read(mnt(1)).expect_err("EIO on h1");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    assert!(std::fs::read(mnt(2)).is_ok(), "h2 unaffected");
+    let st = status("tlc");
+    assert!(st[0]["storage"].as_str().unwrap().ends_with("mode=eio"));
+    assert!(st[1]["storage"].as_str().unwrap().ends_with("mode=ok"));
+    let (ok, _, err) = tlc(&["fault", "1", "storage", "ok"]);
+    assert!(ok, "{err}");
+    assert!(std::fs::read(mnt(1)).is_ok(), "h1 reads again");
+
+    // Network: h2's management plane drops; its service plane still answers.
+    let ping = |addr: &str| tlc(&["exec", "1", "--", "ping", "-c1", "-W1", addr]).0;
+    assert!(ping("10.82.1.12"));
+    let (ok, _, err) = tlc(&["fault", "2", "net", "mgmt", "drop"]);
+    assert!(ok, "{err}");
+    assert!(!ping("10.82.1.12"), "management plane dropped");
+    assert!(ping("10.82.2.12"), "service plane untouched");
+    let p = planes(&status("tlc")[1]);
+    assert_eq!(p[0], ("mgmt".into(), true, "both".into()), "{p:?}");
+    assert_eq!(p[1], ("svc".into(), true, "none".into()), "{p:?}");
+    let (ok, _, err) = tlc(&["fault", "2", "net", "mgmt", "ok"]);
+    assert!(ok, "{err}");
+    assert!(ping("10.82.1.12"), "recovered");
+
+    // Power off: no process, no mount, no link; faults on it are refused.
+    let (ok, out, err) = tlc(&["power", "2", "off"]);
+    assert!(ok && out.contains("h2: powered off"), "{out}{err}");
+    let h2 = &status("tlc")[1];
+    assert_eq!(h2["on"], false, "{h2}");
+    assert_eq!(h2["mounted"], false, "{h2}");
+    assert!(processes(h2).is_empty(), "{h2}");
+    assert!(planes(h2).iter().all(|(_, up, _)| !up), "{h2}");
+    let (ok, _, err) = tlc(&["fault", "2", "net", "all", "ok"]);
+    assert!(!ok && err.contains("powered off"), "{err}");
+    assert!(!ping("10.82.2.12"));
+
+    // Power on: the daemons come back and rejoin (a new generation).
+    let (ok, out, err) = tlc(&["power", "2", "on"]);
+    assert!(ok && out.contains("powered on and joined"), "{out}{err}");
+    let h2 = &status("tlc")[1];
+    assert_eq!(h2["on"], true, "{h2}");
+    assert!(
+        h2["lease"].as_str().unwrap().contains("lab joined gen 2"),
+        "{h2}"
+    );
+    let procs = processes(h2).join("\n");
+    for d in ["faultfs", "watchdog-lab", "leased", "agent"] {
+        assert!(procs.contains(&format!("nosplit {d}")), "{d} in {procs}");
+    }
+    assert!(ping("10.82.2.12"));
+    let (ok, out, err) = tlc(&["power", "2", "on"]);
+    assert!(!ok && err.contains("is on"), "{out}{err}");
+
+    // Down, twice.
+    let (ok, out, err) = tlc(&["down"]);
+    assert!(ok && out.contains("files removed"), "{out}{err}");
+    assert!(lab_objects("tlc").is_empty(), "{:?}", lab_objects("tlc"));
+    assert!(!Path::new("/run/nosplit-lab/tlc").exists());
+    assert!(!mounted(mnt(1).parent().unwrap()));
+    let (ok, out, err) = tlc(&["down"]);
+    assert!(ok && out.contains("already gone"), "{out}{err}");
 }

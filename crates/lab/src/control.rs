@@ -73,10 +73,33 @@ impl LabFile {
 }
 
 /// Brings a lab up with `qemu` guests and `procs` process VMs placed round
-/// robin, records it, and returns (the lab keeps running after this).
+/// robin, records it, and returns (the lab keeps running after this). If
+/// recording it or starting a VM fails, the lab is removed again.
 pub fn up(spec: LabSpec, say: &mut dyn FnMut(&str)) -> Result<LabFile, LabError> {
     let prefix = spec.prefix;
-    let lab = Lab::up(spec, say)?;
+    let mut lab = Lab::up(spec, say)?;
+    match record_and_start(&mut lab, prefix, say) {
+        Ok(file) => {
+            // Dropping the lab leaves its daemons and VMs running.
+            drop(lab);
+            Ok(file)
+        }
+        Err(e) => {
+            say(&format!("lab up failed ({e}); removing the lab"));
+            match lab.down() {
+                Ok(report) => say(&report),
+                Err(d) => say(&format!("removing it failed too: {d}")),
+            }
+            Err(e)
+        }
+    }
+}
+
+fn record_and_start(
+    lab: &mut Lab,
+    prefix: Prefix,
+    say: &mut dyn FnMut(&str),
+) -> Result<LabFile, LabError> {
     let file = LabFile {
         name: lab.spec.name.clone(),
         hosts: lab.spec.hosts,
@@ -108,7 +131,6 @@ pub fn up(spec: LabSpec, say: &mut dyn FnMut(&str)) -> Result<LabFile, LabError>
         .map_err(|e| LabError::Invalid(format!("encoding the lab record: {e}")))?;
     std::fs::write(&tmp, text).map_err(|e| LabError::io("writing", &tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| LabError::io("writing", &path, e))?;
-    let mut lab = lab;
     let names: Vec<String> = file.vms.iter().map(|v| v.0.clone()).collect();
     for (i, vm) in names.iter().enumerate() {
         let n = u32::try_from(i).unwrap_or(0) % file.hosts + 1;
@@ -116,8 +138,6 @@ pub fn up(spec: LabSpec, say: &mut dyn FnMut(&str)) -> Result<LabFile, LabError>
             .map_err(|e| LabError::Invalid(format!("starting {vm} on h{n}: {e}")))?;
         say(&format!("{vm} started on h{n}"));
     }
-    // Dropping the lab leaves its daemons and VMs running.
-    drop(lab);
     Ok(file)
 }
 
@@ -197,6 +217,23 @@ pub fn status(f: &LabFile) -> Result<Vec<HostStatus>, LabError> {
     Ok(out)
 }
 
+/// Sets a network fault on host `n`. A powered-off host has no links:
+/// refused there (power on brings its links back).
+pub fn net_fault(
+    f: &LabFile,
+    n: u32,
+    plane: crate::scenario::PlaneSel,
+    fault: crate::scenario::NetFault,
+) -> Result<(), LabError> {
+    let h = f.host(n)?;
+    if nosplit_labnet::cgroup_procs(&h.lab, n)?.is_empty() {
+        return Err(LabError::Invalid(format!(
+            "host {n} is powered off: it has no links to fault (power it on first)"
+        )));
+    }
+    crate::net_fault(&h.lab, n, plane, fault)
+}
+
 /// Powers host `n` off (every process at once) and takes its mount away.
 pub fn power_off(f: &LabFile, n: u32) -> Result<Vec<u32>, LabError> {
     let h = f.host(n)?;
@@ -226,6 +263,7 @@ pub fn power_on(f: &LabFile, n: u32) -> Result<(), LabError> {
         crate::scenario::PlaneSel::All,
         crate::scenario::NetFault::Ok,
     )?;
+    crate::lab::clear_stale_sockets(&h)?;
     let _daemons = h.power_on()?;
     h.wait_joined(Duration::from_secs(30))
 }

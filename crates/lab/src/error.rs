@@ -30,6 +30,17 @@ pub enum LabError {
         /// What happened.
         what: String,
     },
+    /// A lab of that name is up already (or left over from a crash).
+    #[error(
+        "lab {lab} exists already ({}): use it (nosplit lab status --lab {lab}), remove it (nosplit lab down --lab {lab}) or replace it (--replace)",
+        found.join(", ")
+    )]
+    Exists {
+        /// Lab name.
+        lab: String,
+        /// What of it was found.
+        found: Vec<String>,
+    },
     /// A bad request (unknown host or VM, a host that is off...).
     #[error("{0}")]
     Invalid(String),

@@ -20,4 +20,4 @@ pub mod netprobe;
 pub mod scenario;
 
 pub use error::LabError;
-pub use lab::{down, net_fault, HostRt, Instance, Lab, LabSpec, LaunchError};
+pub use lab::{down, existing, net_fault, HostRt, Instance, Lab, LabSpec, LaunchError};

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use nosplit_agent::model::{AgentError, LeaseSpec, StartVm, VmKind as AgentKind, VmStatus};
 use nosplit_clock::{Clock, MonoTime, RealClock};
-use nosplit_heartbeat::oracle::{Oracle, OracleHandle};
-use nosplit_labnet::{DropMode, LabName, NetPlan, Plane};
+use nosplit_heartbeat::oracle::OracleHandle;
+use nosplit_labnet::{DropMode, LabName, Plane};
 use nosplit_lease::Liveness;
 
-use crate::domain::{self, LeaseOffsets};
+use crate::domain::LeaseOffsets;
 use crate::host::{Daemons, HostCtx};
 use crate::layout::Layout;
 use crate::netprobe::NetProbe;
@@ -46,6 +46,9 @@ pub struct LabSpec {
     /// Run the real engine (`nosplit engine`) and let it place and recover
     /// the VMs; otherwise the lab's own policy does.
     pub engine: bool,
+    /// A lab of the same name that is up already is removed first; without
+    /// this, [`Lab::up`] refuses ([`LabError::Exists`]).
+    pub replace: bool,
 }
 
 /// One host at run time.
@@ -107,23 +110,9 @@ pub struct Lab {
     engine_epoch: MonoTime,
 }
 
-/// A fresh random token for the lab's agents (`agent.token`, mode 0600).
-fn write_token(layout: &Layout) -> Result<(), LabError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = layout.root().join("agent.token");
-    let token: String = (0..4)
-        .map(|_| format!("{:016x}", rand::random::<u64>()))
-        .collect();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| LabError::io("creating", &path, e))?;
-    f.write_all(token.as_bytes())
-        .map_err(|e| LabError::io("writing", &path, e))
-}
+mod up;
+
+pub use up::existing;
 
 /// Why a start failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -178,6 +167,19 @@ pub fn down(name: &str, root: Option<PathBuf>) -> Result<String, LabError> {
     ))
 }
 
+/// Removes the watchdog socket a powered-off host's watchdog left (it died
+/// with SIGKILL): power on waits for the new watchdog's socket to appear,
+/// and a stale one would let `leased` start before the watchdog listens.
+pub fn clear_stale_sockets(ctx: &HostCtx) -> Result<(), LabError> {
+    let sock = ctx.watchdog_socket();
+    match std::fs::remove_file(&sock) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(LabError::io("removing the stale socket", &sock, e))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Sets a network fault on host `n` of lab `lab`, on one plane or all.
 pub fn net_fault(lab: &LabName, n: u32, plane: PlaneSel, fault: NetFault) -> Result<(), LabError> {
     let planes: &[Plane] = match plane {
@@ -201,112 +203,6 @@ pub fn net_fault(lab: &LabName, n: u32, plane: PlaneSel, fault: NetFault) -> Res
 }
 
 impl Lab {
-    /// Builds the lab: network, cgroups, storage domain, host daemons
-    /// (joined), watchers and oracle. Leftovers of an earlier lab of the
-    /// same name are removed first. `progress` gets one line per stage.
-    pub fn up(spec: LabSpec, progress: &mut dyn FnMut(&str)) -> Result<Lab, LabError> {
-        let name = LabName::new(&spec.name)?;
-        let layout = Layout::new(
-            spec.root
-                .clone()
-                .unwrap_or_else(|| Layout::default_root(&spec.name)),
-        );
-        down(&spec.name, Some(layout.root().to_path_buf()))?;
-        progress(&format!("network: {} hosts, 3 planes each", spec.hosts));
-        let plan = NetPlan::new(name.clone(), spec.hosts)?.with_prefix(spec.prefix);
-        nosplit_labnet::up(&plan)?;
-        let vms: Vec<String> = spec.vms.iter().map(|(v, _)| v.clone()).collect();
-        progress(&format!(
-            "storage domain: lockspace (io_timeout {} ms), {} VM leases and disks",
-            spec.io_timeout_ms,
-            vms.len()
-        ));
-        if spec.vms.iter().any(|(_, k)| *k == Kind::Qemu) {
-            // Built once here; the agents find it in the cache.
-            progress("guest image: kernel + initramfs from Debian packages (cached)");
-            nosplit_vmrt::image::build_guest(&layout.guest_cache())
-                .map_err(|e| LabError::Invalid(format!("guest image: {e}")))?;
-        }
-        std::fs::create_dir_all(layout.shared())
-            .map_err(|e| LabError::io("creating", layout.shared(), e))?;
-        write_token(&layout)?;
-        let engine_epoch = RealClock.now();
-        let (leases, engine) = if spec.engine {
-            progress("engine: nosplit engine with its store; domain and VMs through its API");
-            let e = crate::engine::LabEngine::start(&name, &layout, &spec.bin, spec.prefix)?;
-            let leases =
-                crate::engine::register_domain_and_vms(&e, &layout, spec.io_timeout_ms, &spec.vms)?;
-            (leases, Some(e))
-        } else {
-            (domain::create(&layout, spec.io_timeout_ms, &vms)?, None)
-        };
-        let clock = RealClock;
-        let mut lab = Lab {
-            kinds: spec.vms.iter().cloned().collect(),
-            spec,
-            name: name.clone(),
-            layout: layout.clone(),
-            hosts: BTreeMap::new(),
-            leases,
-            instances: Vec::new(),
-            counter: 0,
-            t0: clock.now(),
-            timeline: Vec::new(),
-            store: None,
-            net: None,
-            oracle: None,
-            probes_since: Instant::now(),
-            engine,
-            engine_epoch,
-        };
-        for n in 1..=lab.spec.hosts {
-            let ctx = HostCtx {
-                lab: name.clone(),
-                layout: layout.clone(),
-                bin: lab.spec.bin.clone(),
-                n,
-                prefix: lab.spec.prefix,
-                protection: lab.spec.protection,
-            };
-            progress(&format!(
-                "host h{n}: fault filesystem, watchdog, leased, agent"
-            ));
-            let daemons = ctx.power_on()?;
-            lab.hosts.insert(
-                n,
-                HostRt {
-                    ctx,
-                    daemons: Some(daemons),
-                    storage: "ok".into(),
-                },
-            );
-        }
-        progress("hosts joining the lockspace");
-        for h in lab.hosts.values() {
-            h.ctx.wait_joined(Duration::from_secs(30))?;
-        }
-        if let Some(e) = &lab.engine {
-            crate::engine::register_hosts(e, &lab)?;
-        }
-        lab.store = Some(LockspaceWatch::start(&layout.ids())?);
-        let addrs = (1..=lab.spec.hosts)
-            .map(|n| plan.host_addrs(n).map(|a| (n, a.get(Plane::Management))))
-            .collect::<Result<Vec<_>, _>>()?;
-        lab.net = Some(NetProbe::start(&addrs));
-        lab.probes_since = Instant::now();
-        let mut oracle = Oracle::new(Duration::from_secs(1));
-        for v in &vms {
-            oracle.add_disk(v.clone(), layout.disk(v));
-        }
-        // 50 ms polls for a few VMs; slower for many (each poll reads 32 KiB
-        // per disk), still well inside the 64-slot ring (12.8 s at 200 ms).
-        let every = if vms.len() <= 24 { 50 } else { 250 };
-        lab.oracle = Some(oracle.spawn(Duration::from_millis(every)));
-        lab.t0 = clock.now();
-        lab.log("lab up");
-        Ok(lab)
-    }
-
     /// When the engine's clock started (its events count from there).
     pub fn engine_epoch(&self) -> MonoTime {
         self.engine_epoch
@@ -395,6 +291,7 @@ impl Lab {
             return Err(LabError::Invalid(format!("host {n} is already on")));
         }
         net_fault(&h.ctx.lab, n, PlaneSel::All, NetFault::Ok)?;
+        clear_stale_sockets(&h.ctx)?;
         h.daemons = Some(h.ctx.power_on()?);
         h.storage = "ok".into();
         self.log(format!("h{n}: power on"));
@@ -414,9 +311,17 @@ impl Lab {
         Ok(())
     }
 
-    /// Sets a network fault on host `n`.
+    /// Sets a network fault on host `n`. A powered-off host has no links
+    /// (power on brings them back): there the fault is only logged as not
+    /// applied.
     pub fn net(&mut self, n: u32, plane: PlaneSel, fault: NetFault) -> Result<(), LabError> {
         self.host(n)?;
+        if !self.is_on(n) {
+            self.log(format!(
+                "h{n}: net {plane:?} {fault:?} not applied: powered off, no links"
+            ));
+            return Ok(());
+        }
         net_fault(&self.name, n, plane, fault)?;
         self.log(format!("h{n}: net {plane:?} {fault:?}"));
         Ok(())
@@ -458,12 +363,15 @@ impl Lab {
     }
 
     /// Clears every storage and network fault on every powered-on host.
+    /// Powered-off hosts keep their links down (power on clears them).
     pub fn heal(&mut self) -> Result<(), LabError> {
         let hosts: Vec<u32> = self.hosts.keys().copied().collect();
         for n in hosts {
-            self.net(n, PlaneSel::All, NetFault::Ok)?;
             if self.is_on(n) {
+                self.net(n, PlaneSel::All, NetFault::Ok)?;
                 self.storage(n, "ok")?;
+            } else {
+                self.log(format!("h{n}: heal: powered off, its links stay down"));
             }
         }
         Ok(())
@@ -530,6 +438,12 @@ impl Lab {
         }
         self.counter += 1;
         let inst = format!("{vm}.{}.h{n}", self.counter);
+        if inst.len() > crate::scenario::MAX_INSTANCE_ID {
+            return Err(LaunchError::Failed(format!(
+                "instance id {inst:?} is longer than {} characters",
+                crate::scenario::MAX_INSTANCE_ID
+            )));
+        }
         let ctx = self
             .hosts
             .get(&n)

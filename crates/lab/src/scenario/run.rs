@@ -61,6 +61,9 @@ pub fn run(
         interval_ms: opts.interval_ms,
         prefix: opts.prefix,
         engine: sc.engine,
+        // A run owns its lab name: a lab left by an earlier (crashed) run
+        // is replaced, and `Lab::up` says so.
+        replace: true,
     };
     say(&format!(
         "scenario {:?}: {} hosts, {} VMs, protection {}",
