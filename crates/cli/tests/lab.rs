@@ -577,3 +577,83 @@ fn the_interactive_lab_lifecycle() {
     let (ok, out, err) = tlc(&["down"]);
     assert!(ok && out.contains("already gone"), "{out}{err}");
 }
+
+/// The VMs that ran on h1 moved exactly once, to another host, and run
+/// there at the end; the others never moved.
+fn assert_moved_once_from_h1(r: &Value, log: &str) {
+    let mut moved = 0;
+    for v in r["vms"].as_array().unwrap() {
+        let name = v["vm"].as_str().unwrap();
+        let inst = instances(r, name);
+        assert_eq!(v["running_at_end"], true, "{v}\n{log}");
+        if inst[0].ends_with(".h1") {
+            assert_eq!(inst.len(), 2, "{name} moved once: {inst:?}\n{log}");
+            assert!(!inst[1].ends_with(".h1"), "{inst:?}");
+            assert_eq!(v["failover_s"].as_array().unwrap().len(), 1, "{v}");
+            moved += 1;
+        } else {
+            assert_eq!(inst.len(), 1, "{name} stayed: {inst:?}\n{log}");
+        }
+    }
+    assert!(moved >= 1, "p1 starts on h1\n{log}");
+}
+
+/// Every VM ran as one instance from start to end.
+fn assert_nothing_moved(r: &Value, log: &str) {
+    for v in r["vms"].as_array().unwrap() {
+        assert_eq!(v["instances"].as_array().unwrap().len(), 1, "{v}\n{log}");
+        assert_eq!(v["running_at_end"], true, "{v}\n{log}");
+    }
+}
+
+#[test]
+fn eio_on_one_host_moves_its_vms_once_on_the_storage_truth() {
+    let (code, log, r) = run("eio", "teio", "10.84");
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(split_brains(&r), 0, "{log}");
+    assert_moved_once_from_h1(&r, &log);
+    // Judged dead by its lease on storage, not by the network.
+    assert!(
+        log.contains("h1: judged Dead (storage Some(Dead), management plane answers)"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_management_plane_cut_moves_nothing() {
+    let (code, log, r) = run("mgmt-cut", "tmgc", "10.85");
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(split_brains(&r), 0, "{log}");
+    // The naive detector presumed h1 lost; the lease refused every restart.
+    assert!(
+        log.contains("h1: judged Dead (storage Some(Live), management plane silent)"),
+        "{log}"
+    );
+    assert_nothing_moved(&r, &log);
+}
+
+#[test]
+fn an_isolated_host_is_reset_and_its_vms_move_once() {
+    let (code, log, r) = run("isolated", "tiso", "10.86");
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(split_brains(&r), 0, "{log}");
+    assert_moved_once_from_h1(&r, &log);
+    assert!(log.contains("h1: reset by its watchdog"), "{log}");
+    // The heal that follows leaves the powered-off host without links.
+    assert!(
+        log.contains("h1: heal: powered off, its links stay down"),
+        "{log}"
+    );
+    assert!(!log.contains("h1: net All Ok"), "{log}");
+}
+
+#[test]
+fn a_leased_restart_keeps_every_vm_running() {
+    let (code, log, r) = run("leased-restart", "tlr", "10.87");
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(split_brains(&r), 0, "{log}");
+    assert!(log.contains("h1: leased killed"), "{log}");
+    assert!(log.contains("h1: leased started"), "{log}");
+    assert!(!log.contains("h1: judged Dead"), "{log}");
+    assert_nothing_moved(&r, &log);
+}
