@@ -19,6 +19,11 @@
 //! name = "mgmt"                    # "mgmt" | "svc" | "stor", unique
 //! address = "10.77.1.11"           # this host's IPv4 on it (heartbeat source)
 //! engine = "10.77.1.1:7400"        # where heartbeats go
+//!
+//! [engine]                         # optional: register with the engine
+//! url = "http://10.77.1.1:7400"    # its REST API (the token is this host's own)
+//! cpus = 8                         # capacity offered; default: this host's CPUs
+//! memory_mib = 16384               # default: this host's memory
 //! ```
 //!
 //! The token file is read at load: its content, trailing whitespace
@@ -77,6 +82,19 @@ pub struct AgentConfig {
     /// Network planes, in file order.
     #[serde(rename = "plane")]
     pub planes: Vec<PlaneConfig>,
+    /// The engine to register with, if any.
+    pub engine: Option<EngineLink>,
+}
+
+/// Where and how the agent registers (`[engine]`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EngineLink {
+    /// The engine's API, `http://host:port`.
+    pub url: String,
+    /// vCPUs offered to the engine's placement (default: detected).
+    pub cpus: Option<u32>,
+    /// Memory offered, MiB (default: detected).
+    pub memory_mib: Option<u64>,
 }
 
 /// One network plane.
@@ -220,8 +238,10 @@ const TOP: &[&str] = &[
     "allow_unleased",
     "heartbeat_interval_ms",
     "plane",
+    "engine",
 ];
 const PLANE: &[&str] = &["name", "address", "engine"];
+const ENGINE: &[&str] = &["url", "cpus", "memory_mib"];
 
 /// Walks the TOML tree, collecting problems.
 #[derive(Default)]
@@ -369,6 +389,15 @@ impl Checker {
                 None
             }
         };
+        let engine = match t.get("engine") {
+            None => Some(None),
+            Some(Value::Table(e)) => self.engine(e).map(Some),
+            Some(v) => {
+                let msg = format!("expected a table ([engine]), found {}", v.type_str());
+                self.bad("engine", msg);
+                None
+            }
+        };
         self.unknown("", &t, TOP);
         Some(AgentConfig {
             host_name: host_name?,
@@ -383,6 +412,35 @@ impl Checker {
             allow_unleased: allow_unleased?,
             heartbeat_interval: heartbeat?,
             planes: planes?,
+            engine: engine?,
+        })
+    }
+
+    fn engine(&mut self, t: &Table) -> Option<EngineLink> {
+        let url = self.parsed(t, "engine.", "url", None, |s| {
+            // The client checks the shape (http://host:port, no path).
+            nosplit_engine_api::client::Client::new(s, &"x".repeat(32))
+                .map(|_| s.trim_end_matches('/').to_string())
+                .map_err(|_| format!("{s:?} is not an engine URL (http://host:port)"))
+        });
+        let mut count = |key: &str, max: u64| match t.get(key) {
+            None => Some(None),
+            Some(Value::Integer(n)) if u64::try_from(*n).is_ok_and(|n| (1..=max).contains(&n)) => {
+                Some(u64::try_from(*n).ok())
+            }
+            Some(v) => {
+                let msg = format!("expected an integer in 1..={max}, found {v}");
+                self.bad(&format!("engine.{key}"), msg);
+                None
+            }
+        };
+        let cpus = count("cpus", 65_536);
+        let memory = count("memory_mib", 1 << 40);
+        self.unknown("engine.", t, ENGINE);
+        Some(EngineLink {
+            url: url?,
+            cpus: cpus?.and_then(|n| u32::try_from(n).ok()),
+            memory_mib: memory?,
         })
     }
 

@@ -8,6 +8,7 @@
 //! - [`config`]: the agent's TOML configuration, checked into
 //!   [`config::AgentConfig`].
 //! - [`http`]: the authenticated HTTP API serving an [`model::AgentOps`].
+//! - [`register`]: registration with the engine (host facts, own token).
 
 pub mod client;
 pub mod config;
@@ -16,3 +17,4 @@ pub mod freeze;
 pub mod heartbeat;
 pub mod http;
 pub mod model;
+pub mod register;

@@ -1,7 +1,8 @@
 //! `nosplit agent --config FILE`: the host agent's process. Checks the
 //! configuration (every problem at once, exit 2), starts the core (adopting
 //! VMs a previous agent left running), the heartbeats on every plane, and
-//! the HTTP API. Stopping the agent (any signal) leaves the VMs running; a
+//! the HTTP API, and registers with the engine when the config names one.
+//! Stopping the agent (any signal) leaves the VMs running; a
 //! new agent adopts them.
 
 use std::path::PathBuf;
@@ -50,6 +51,10 @@ pub fn agent(config: PathBuf) -> Result<()> {
         &targets,
         cfg.heartbeat_interval,
     );
+    let _registrar = cfg.engine.as_ref().and_then(|link| {
+        let req = nosplit_agent::register::request(&cfg, nosplit_agent::register::facts());
+        nosplit_agent::register::Registrar::start(&link.url, cfg.token.expose(), req)
+    });
     let ops: Arc<dyn AgentOps> = core.clone();
     let server = nosplit_agent::http::spawn_server(cfg.listen, cfg.token.clone(), ops)
         .with_context(|| format!("serving the API on {}", cfg.listen))?;

@@ -337,8 +337,91 @@ pub fn leased(config: PathBuf) -> Result<()> {
     Ok(())
 }
 
-/// `nosplit config check FILE`.
-pub fn config_check(path: PathBuf, json: bool) -> Result<()> {
+/// Whose configuration `nosplit config check` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConfigKind {
+    /// `nosplit leased`.
+    Leased,
+    /// `nosplit agent`.
+    Agent,
+    /// `nosplit engine`.
+    Engine,
+}
+
+/// Tells a configuration's kind from its top-level keys (a file that is
+/// not TOML is left to leased's check, which reports the syntax error).
+fn detect_kind(path: &std::path::Path) -> ConfigKind {
+    let table = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .unwrap_or_default();
+    if table.contains_key("store") {
+        ConfigKind::Engine
+    } else if table.contains_key("token_file") {
+        ConfigKind::Agent
+    } else {
+        ConfigKind::Leased
+    }
+}
+
+/// `nosplit config check [--kind K] FILE`.
+pub fn config_check(path: PathBuf, kind: Option<ConfigKind>, json: bool) -> Result<()> {
+    match kind.unwrap_or_else(|| detect_kind(&path)) {
+        ConfigKind::Leased => {}
+        ConfigKind::Agent => {
+            let cfg = nosplit_agent::config::load(&path)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&cfg)?);
+            } else {
+                println!(
+                    "{}: ok: agent {} (host id {}), API on {}, {} plane(s), {}",
+                    path.display(),
+                    cfg.host_name,
+                    cfg.host_id,
+                    cfg.listen,
+                    cfg.planes.len(),
+                    cfg.engine
+                        .as_ref()
+                        .map_or("no engine registration".into(), |e| format!(
+                            "registers with {}",
+                            e.url
+                        ))
+                );
+            }
+            return Ok(());
+        }
+        ConfigKind::Engine => {
+            let cfg = nosplit_engine::config::load(&path)?;
+            // The checked config holds secrets: print only what is not one.
+            if json {
+                let beats: Vec<String> = cfg
+                    .heartbeats
+                    .iter()
+                    .map(|(p, a)| format!("{p:?}={a}"))
+                    .collect();
+                let v = serde_json::json!({
+                    "listen": cfg.listen.to_string(),
+                    "store": cfg.store,
+                    "api_tokens": cfg.tokens.len(),
+                    "agent_token_dir": cfg.agent_tokens.dir(),
+                    "heartbeats": beats,
+                    "plane_timeout_ms": cfg.plane_timeout.as_millis(),
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            println!(
+                "{}: ok: engine API on {}, store {}, {} API token(s), agent tokens in {}, {} heartbeat listener(s)",
+                path.display(),
+                cfg.listen,
+                cfg.store.display(),
+                cfg.tokens.len(),
+                cfg.agent_tokens.dir().display(),
+                cfg.heartbeats.len()
+            );
+            return Ok(());
+        }
+    }
     let cfg = nosplit_leased::config::load(&path)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&cfg)?);

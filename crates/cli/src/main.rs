@@ -117,10 +117,14 @@ struct FaultfsArgs {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCmd {
-    /// Validate a leased configuration file, reporting every problem.
+    /// Validate a configuration file (leased, agent or engine), reporting every problem.
     Check {
         /// The file.
         path: std::path::PathBuf,
+        /// Whose configuration it is; by default, told from its keys
+        /// (`store`: the engine's, `token_file`: an agent's, else leased's).
+        #[arg(long, value_enum)]
+        kind: Option<leased_cmd::ConfigKind>,
         /// Print the checked configuration as JSON.
         #[arg(long)]
         json: bool,
@@ -220,7 +224,9 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Lease(c) => lease_cmd::run(c),
         Cmd::Leased { config } => leased_cmd::leased(config),
-        Cmd::Config(ConfigCmd::Check { path, json }) => leased_cmd::config_check(path, json),
+        Cmd::Config(ConfigCmd::Check { path, kind, json }) => {
+            leased_cmd::config_check(path, kind, json)
+        }
         Cmd::WatchdogLab {
             socket,
             pgid,

@@ -5,6 +5,9 @@
 //! `admin` may call every route. `user` may manage VMs (create, list, get,
 //! delete, start, stop, HA flag, priority) and read tasks, events and the
 //! status; hosts, domains, the strategy and the HA settings are admin only.
+//! `host` is no configured token: it is the role of a request to the one
+//! route a host's agent calls (`POST /v1/hosts/{name}/register`), whose handler checks
+//! the bearer against that host's own token; it opens no other route.
 
 use std::fmt;
 use std::str::FromStr;
@@ -21,12 +24,17 @@ pub enum Role {
     Admin,
     /// VMs, tasks, events, status.
     User,
+    /// A host's agent registering itself (that route only).
+    Host,
 }
 
 impl Role {
     /// Whether this role may call a route that needs `needed`.
     pub fn allows(self, needed: Role) -> bool {
-        self == Role::Admin || needed == Role::User
+        matches!(
+            (self, needed),
+            (Role::Admin, _) | (Role::User, Role::User) | (Role::Host, Role::Host)
+        )
     }
 
     /// `admin` or `user`.
@@ -34,6 +42,7 @@ impl Role {
         match self {
             Role::Admin => "admin",
             Role::User => "user",
+            Role::Host => "host",
         }
     }
 }

@@ -22,6 +22,17 @@ pub trait EngineOps: Send + Sync + 'static {
 
     /// Adds a host (409 if the name or host id is taken).
     fn add_host(&self, host: NewHost) -> Result<HostView, EngineError>;
+    /// Whether `token` is host `host`'s own agent token (constant time in
+    /// the secret). The default knows no host tokens.
+    fn host_token_matches(&self, host: &str, token: &[u8]) -> bool {
+        let _ = (host, token);
+        false
+    }
+    /// A host registers itself (the caller proved it is that host, or is
+    /// an admin): adds the host, or updates its agent address, plane
+    /// addresses and capacity (409 if its name and host id disagree with
+    /// what is registered), keeping its maintenance switch.
+    fn register_host(&self, host: NewHost) -> Result<HostView, EngineError>;
     /// Every host with its state.
     fn list_hosts(&self) -> Result<Vec<HostView>, EngineError>;
     /// One host.

@@ -19,6 +19,10 @@ pub enum EngineError {
     /// Bad input (400).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The caller did not prove who it is (401), e.g. a host registering
+    /// with a token that is not that host's.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
     /// Not allowed, whoever asks (403), e.g. confirming a host dead while
     /// the storage shows it alive.
     #[error("forbidden: {0}")]

@@ -52,6 +52,8 @@ fn every_route_round_trips() {
         (hv.host, hv.state),
         (nh.clone().into_host(), HostState::Suspect)
     );
+    assert_eq!(c.register_host(&nh).unwrap().host, nh.clone().into_host());
+    assert_eq!(fake.last().as_deref(), Some("register_host h3 3"));
     assert_eq!(c.list_hosts().unwrap(), vec![host("h1", false)]);
     assert_eq!(c.get_host("h1").unwrap(), host("h1", false));
     c.delete_host("h1").unwrap();

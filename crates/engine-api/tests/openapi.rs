@@ -56,6 +56,11 @@ fn as_user(mut s: Step) -> Step {
     s
 }
 
+fn as_agent(mut s: Step) -> Step {
+    s.token = Some(real::AGENT);
+    s
+}
+
 fn anonymous(mut s: Step) -> Step {
     s.token = None;
     s
@@ -63,7 +68,8 @@ fn anonymous(mut s: Step) -> Step {
 
 /// The walk through every operation, on a fresh engine: create, read,
 /// change, start (through the stand-in agent), stop, delete; errors on the
-/// way (400, 401, 403, 404, 409, 413).
+/// way (400, 401, 403, 404, 409, 413). Host h1's agent also registers
+/// itself with its own token (none is refused).
 fn walk(r: &real::Real) -> Vec<Step> {
     let dom = json!({"name": "d1", "path": r.shared, "host_path": r.shared, "io_timeout_ms": 1000});
     let host = json!({"name": "h1", "host_id": 1, "agent": r.agent.to_string(),
@@ -86,6 +92,20 @@ fn walk(r: &real::Real) -> Vec<Step> {
         step("POST", "/v1/hosts", "/v1/hosts", &host.to_string(), 409),
         step("GET", "/v1/hosts", "/v1/hosts", "", 200),
         step("GET", "/v1/hosts/{name}", "/v1/hosts/h1", "", 200),
+        as_agent(step(
+            "POST",
+            "/v1/hosts/{name}/register",
+            "/v1/hosts/h1/register",
+            &host.to_string(),
+            200,
+        )),
+        anonymous(step(
+            "POST",
+            "/v1/hosts/{name}/register",
+            "/v1/hosts/h1/register",
+            &host.to_string(),
+            401,
+        )),
         step(
             "PUT",
             "/v1/hosts/{name}/maintenance",

@@ -9,6 +9,7 @@ pub mod beats;
 pub mod config;
 pub mod domainops;
 mod ops;
+mod register;
 pub mod runtime;
 
 pub use runtime::Engine;

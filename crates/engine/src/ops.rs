@@ -21,7 +21,7 @@ use nosplit_engine_store::StoreError;
 
 use crate::runtime::{lock, Engine};
 
-fn store_err(e: StoreError) -> EngineError {
+pub(crate) fn store_err(e: StoreError) -> EngineError {
     match e {
         StoreError::NotFound { .. } => EngineError::NotFound(e.to_string()),
         StoreError::Exists { .. } => EngineError::Conflict(e.to_string()),
@@ -30,12 +30,12 @@ fn store_err(e: StoreError) -> EngineError {
     }
 }
 
-fn core_err(e: nosplit_engine_core::CoreError) -> EngineError {
+pub(crate) fn core_err(e: nosplit_engine_core::CoreError) -> EngineError {
     EngineError::Invalid(e.to_string())
 }
 
 impl Engine {
-    fn view(&self, h: nosplit_engine_core::model::Host) -> HostView {
+    pub(crate) fn view(&self, h: nosplit_engine_core::model::Host) -> HostView {
         let state = lock(&self.core)
             .host_state(&h.name)
             .unwrap_or(HostState::Suspect);
@@ -160,6 +160,14 @@ impl EngineOps for Engine {
         self.input(Input::UpsertHost(host.clone()))
             .map_err(core_err)?;
         Ok(self.view(host))
+    }
+
+    fn host_token_matches(&self, host: &str, token: &[u8]) -> bool {
+        self.cfg.agent_tokens.verify(host, token)
+    }
+
+    fn register_host(&self, h: NewHost) -> Result<HostView, EngineError> {
+        self.register(h)
     }
 
     fn list_hosts(&self) -> Result<Vec<HostView>, EngineError> {

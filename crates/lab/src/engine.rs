@@ -1,8 +1,11 @@
 //! The real engine in the lab: `nosplit engine` in the root namespace (the
-//! controller sits outside the hosts), listening for heartbeats on the
-//! three bridges, with the lab's storage domain, hosts and VMs registered
-//! through its REST API. In its own cgroup under the lab's, so `lab down`
-//! removes it like everything else.
+//! controller sits outside the hosts), its API on the management bridge,
+//! listening for heartbeats on the three bridges. The lab creates the
+//! storage domain and the VMs through the API; each host's agent registers
+//! itself (with its own token, [`crate::host::HostCtx::token_file`]) and
+//! the lab waits for all of them. The engine's URL is left in
+//! `engine.url` for the agents. In its own cgroup under the lab's, so
+//! `lab down` removes it like everything else.
 
 use std::fs::OpenOptions;
 use std::net::{SocketAddr, TcpListener};
@@ -12,7 +15,7 @@ use std::time::{Duration, Instant};
 use nosplit_engine_api::client::Client;
 use nosplit_labnet::{LabName, Plane, Prefix};
 
-use crate::host::BEAT_PORT;
+use crate::host::{BEAT_PORT, ENGINE_PORT};
 use crate::layout::Layout;
 use crate::LabError;
 
@@ -53,10 +56,16 @@ impl LabEngine {
     ) -> Result<LabEngine, LabError> {
         let root = layout.root();
         let admin = secret_file(&root.join("admin.token"))?;
-        // A free loopback port for the API.
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| LabError::io("finding a free port for the engine", root, e))?;
+        // On the management bridge, where the hosts' agents reach it (the
+        // bridge address is the lab's own, so the port is free for it).
+        let addr = SocketAddr::from((
+            nosplit_labnet::naming::bridge_addr(prefix, Plane::Management),
+            ENGINE_PORT,
+        ));
+        TcpListener::bind(addr).map_err(|e| LabError::io("checking the engine's port", root, e))?;
+        let url_file = root.join("engine.url");
+        std::fs::write(&url_file, format!("http://{addr}\n"))
+            .map_err(|e| LabError::io("writing", &url_file, e))?;
         let mut beats = String::new();
         for (p, name) in [
             (Plane::Management, "mgmt"),
@@ -179,30 +188,40 @@ pub fn register_domain_and_vms(
     Ok(out)
 }
 
-/// Registers every host of the lab with the engine.
+/// How long the lab waits for every agent to register.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits until every host's agent has registered itself with the engine
+/// (name, host id and the plane addresses the lab gave it).
 pub fn register_hosts(e: &LabEngine, lab: &crate::Lab) -> Result<(), LabError> {
-    use nosplit_engine_core::model::Plane as P;
-    for (n, h) in &lab.hosts {
-        let a = nosplit_labnet::naming::host_addrs(lab.spec.prefix, *n)?;
-        let host = nosplit_engine_api::types::NewHost {
-            name: format!("h{n}"),
-            host_id: *n,
-            agent: h.ctx.agent_addr()?.to_string(),
-            planes: vec![
-                (P::Mgmt, a.get(Plane::Management).to_string()),
-                (P::Svc, a.get(Plane::Service).to_string()),
-                (P::Stor, a.get(Plane::Storage).to_string()),
-            ],
-            // Lab VMs are small (process VMs use almost nothing; guests
-            // 128 MiB): room for a few hundred per host.
-            cpus: 512,
-            memory_mib: 262_144,
-        };
-        e.client
-            .add_host(&host)
-            .map_err(|x| LabError::Invalid(format!("engine: adding h{n}: {x}")))?;
+    let start = Instant::now();
+    loop {
+        let hosts = e.client.list_hosts().unwrap_or_default();
+        let mut missing = Vec::new();
+        for n in lab.hosts.keys() {
+            let a = nosplit_labnet::naming::host_addrs(lab.spec.prefix, *n)?;
+            let mgmt = a.get(Plane::Management).to_string();
+            let ok = hosts.iter().any(|v| {
+                v.host.name == format!("h{n}")
+                    && v.host.host_id == *n
+                    && v.host.planes.iter().any(|(_, ip)| *ip == mgmt)
+            });
+            if !ok {
+                missing.push(format!("h{n}"));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() > REGISTER_TIMEOUT {
+            return Err(LabError::Invalid(format!(
+                "hosts {} did not register with the engine in {} s (see their agent logs)",
+                missing.join(", "),
+                REGISTER_TIMEOUT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(())
 }
 
 /// The engine's events, oldest first, as timeline lines.

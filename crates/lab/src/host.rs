@@ -55,6 +55,14 @@ pub struct HostCtx {
 
 /// Port of the agents' HTTP API (on the management plane).
 pub const AGENT_PORT: u16 = 7410;
+/// Port of the engine's API (on the management bridge).
+pub const ENGINE_PORT: u16 = 7400;
+/// Capacity each lab host offers the engine: lab VMs are small (process
+/// VMs use almost nothing, guests 128 MiB), and hosts share one machine,
+/// so a nominal room for a few hundred VMs per host.
+const LAB_CPUS: u32 = 512;
+/// See [`LAB_CPUS`].
+const LAB_MEMORY_MIB: u64 = 262_144;
 /// Port the heartbeats go to on each plane's bridge address.
 pub const BEAT_PORT: u16 = 7411;
 
@@ -146,6 +154,13 @@ impl HostCtx {
             ));
         }
         self.ensure_token()?;
+        // With an engine in the lab, the agent registers itself there.
+        if let Ok(url) = std::fs::read_to_string(self.layout.root().join("engine.url")) {
+            planes.push_str(&format!(
+                "\n[engine]\nurl = \"{}\"\ncpus = {LAB_CPUS}\nmemory_mib = {LAB_MEMORY_MIB}\n",
+                url.trim()
+            ));
+        }
         let cfg = self.layout.run(self.n).join("agent.toml");
         let text = format!(
             "host_name = \"h{n}\"\nhost_id = {n}\nlisten = \"{listen}\"\ntoken_file = \"{token}\"\nleased_socket = \"{leased}\"\nrun_dir = \"{run}\"\nbin = \"{bin}\"\nallow_unleased = {unleased}\nheartbeat_interval_ms = 250\n{planes}",

@@ -243,6 +243,13 @@ impl Client {
         self.call("POST", "/v1/hosts", Some(json(h)?))
     }
 
+    /// `POST /v1/hosts/{name}/register`: registers (or refreshes) host
+    /// `h` (with a host's own agent token, or an admin's).
+    pub fn register_host(&self, h: &NewHost) -> Result<HostView, ClientError> {
+        let path = format!("/v1/hosts/{}/register", segment(&h.name)?);
+        self.call("POST", &path, Some(json(h)?))
+    }
+
     /// `GET /v1/hosts/{name}`.
     pub fn get_host(&self, name: &str) -> Result<HostView, ClientError> {
         self.call("GET", &format!("/v1/hosts/{}", segment(name)?), None)

@@ -16,6 +16,7 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         let (status, kind, message) = match e {
             EngineError::Invalid(m) => (StatusCode::BAD_REQUEST, "invalid", m),
+            EngineError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),
             EngineError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
             EngineError::NotFound(m) => (StatusCode::NOT_FOUND, "not-found", m),
             EngineError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
@@ -36,6 +37,7 @@ mod tests {
     fn kinds_match_engine_error_serde() {
         let all = [
             EngineError::Invalid("a".into()),
+            EngineError::Unauthorized("u".into()),
             EngineError::Forbidden("f".into()),
             EngineError::NotFound("b".into()),
             EngineError::Conflict("c".into()),

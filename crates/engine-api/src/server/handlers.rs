@@ -95,6 +95,42 @@ pub(super) async fn add_host(State(s): State<AppState>, b: Body) -> Out {
     run(&s, CREATED, move |o| o.add_host(h)).await
 }
 
+/// `POST /v1/hosts/{name}/register`: a host's agent registers itself (or
+/// refreshes its facts). A caller with the `host` role (no API token) must
+/// present that host's own token, checked before anything else is read;
+/// an admin may register any host.
+pub(super) async fn register(
+    State(s): State<AppState>,
+    axum::Extension(role): axum::Extension<crate::auth::Role>,
+    headers: axum::http::HeaderMap,
+    p: Param,
+    b: Body,
+) -> Out {
+    let n = param(p, v::host_name)?;
+    if role == crate::auth::Role::Host {
+        let token = nosplit_httpserve::bearer(&headers)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        let (ops, name) = (Arc::clone(&s.ops), n.clone());
+        let ok = tokio::task::spawn_blocking(move || ops.host_token_matches(&name, &token))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            return Err(ApiError::from(EngineError::Unauthorized(format!(
+                "not the agent token of host {n}"
+            ))));
+        }
+    }
+    let h = v::new_host(&body(b)?)?;
+    if h.name != n {
+        return Err(ApiError::from(EngineError::Invalid(format!(
+            "name: {:?} in the body, {n:?} in the path",
+            h.name
+        ))));
+    }
+    run(&s, OK, move |o| o.register_host(h)).await
+}
+
 pub(super) async fn get_host(State(s): State<AppState>, p: Param) -> Out {
     let n = param(p, v::host_name)?;
     run(&s, OK, move |o| o.get_host(&n)).await

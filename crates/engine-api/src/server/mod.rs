@@ -30,7 +30,7 @@ pub use error::ApiError;
 pub use nosplit_httpserve::{ServeError, ServerHandle, BODY_LIMIT, SHUTDOWN_GRACE};
 pub use routes::routes;
 
-use crate::auth::Tokens;
+use crate::auth::{Role, Tokens};
 use crate::ops::EngineOps;
 
 /// What every handler sees.
@@ -55,7 +55,15 @@ pub fn router(tokens: Tokens, ops: Arc<dyn EngineOps>) -> Router {
 /// Finds the caller's role and hands it to the routes (as a request
 /// extension), or answers 401.
 async fn auth(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    match nosplit_httpserve::bearer(req.headers()).and_then(|t| s.tokens.role_of(t)) {
+    let bearer = nosplit_httpserve::bearer(req.headers());
+    let role = match bearer.and_then(|t| s.tokens.role_of(t)) {
+        Some(role) => Some(role),
+        // Not an API token: maybe a host's own, on the route that takes it
+        // (its handler checks it against that host's token).
+        None if bearer.is_some() && routes::is_registration(&req) => Some(Role::Host),
+        None => None,
+    };
+    match role {
         Some(role) => {
             req.extensions_mut().insert(role);
             next.run(req).await

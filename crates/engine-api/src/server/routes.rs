@@ -40,9 +40,21 @@ enum Op {
     PatchHa,
     Tasks,
     Events,
+    Register,
 }
 
-use Role::{Admin, User};
+use Role::{Admin, Host, User};
+
+/// Whether `req` is a registration (`POST /v1/hosts/{name}/register`,
+/// the one route a host's own token may call).
+pub(super) fn is_registration(req: &Request) -> bool {
+    let name = req
+        .uri()
+        .path()
+        .strip_prefix("/v1/hosts/")
+        .and_then(|r| r.strip_suffix("/register"));
+    req.method() == axum::http::Method::POST && name.is_some_and(|n| !n.contains('/'))
+}
 
 /// Every route: method, path (axum 0.8 / OpenAPI `{param}` syntax), op,
 /// and the least role that may call it.
@@ -75,6 +87,7 @@ const TABLE: &[(&str, &str, Op, Role)] = &[
     ("PATCH", "/v1/ha", Op::PatchHa, Admin),
     ("GET", "/v1/tasks", Op::Tasks, User),
     ("GET", "/v1/events", Op::Events, User),
+    ("POST", "/v1/hosts/{name}/register", Op::Register, Host),
 ];
 
 /// Every route the server serves, as `(method, path, least role)`.
@@ -140,5 +153,6 @@ fn method_router(op: Op) -> MethodRouter<AppState> {
         Op::PatchHa => patch(h::patch_ha),
         Op::Tasks => get(h::tasks),
         Op::Events => get(h::events),
+        Op::Register => post(h::register),
     }
 }

@@ -125,6 +125,13 @@ impl EngineOps for Fake {
             state: HostState::Suspect,
         })
     }
+    fn register_host(&self, h: NewHost) -> Result<HostView, EngineError> {
+        self.rec(format!("register_host {} {}", h.name, h.host_id))?;
+        Ok(HostView {
+            host: h.into_host(),
+            state: HostState::Suspect,
+        })
+    }
     fn list_hosts(&self) -> Result<Vec<HostView>, EngineError> {
         self.rec("list_hosts".into())?;
         Ok(vec![host("h1", false)])
@@ -300,6 +307,12 @@ pub fn valid_request(method: &str, path: &str) -> (String, &'static str, u16, &'
             r#"{"name":"h1","host_id":3,"agent":"10.0.0.3:7070","planes":[["mgmt","10.0.0.3"],["svc","10.1.0.3"],["stor","10.2.0.3"]],"cpus":4,"memory_mib":4096}"#,
             201,
             "add_host h1 3",
+        ),
+        ("POST", "/v1/hosts/{name}/register") => (
+            "/v1/hosts/h1/register",
+            r#"{"name":"h1","host_id":3,"agent":"10.0.0.3:7070","planes":[["mgmt","10.0.0.3"]],"cpus":4,"memory_mib":4096}"#,
+            200,
+            "register_host h1 3",
         ),
         ("GET", "/v1/hosts/{name}") => ("/v1/hosts/h1", "", 200, "get_host h1"),
         ("DELETE", "/v1/hosts/{name}") => ("/v1/hosts/h1", "{}", 204, "delete_host h1"),
