@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::model::{AgentError, StartVm, VmInfo};
+use crate::model::{AgentError, AgentEvent, HostInfo, StartVm, VmInfo};
 
 /// How long one request may take (a QEMU start included).
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -96,6 +96,28 @@ impl AgentClient {
                 .post(&format!("{}/v1/vms/{id}/stop", self.base))
                 .set("Authorization", &self.auth)
                 .send_json(serde_json::json!({})),
+        )
+    }
+
+    /// The host's facts and the agent's boot id.
+    pub fn host(&self) -> Result<HostInfo, CallError> {
+        Self::decode(
+            self.agent
+                .get(&format!("{}/v1/host", self.base))
+                .set("Authorization", &self.auth)
+                .timeout(Duration::from_secs(2))
+                .call(),
+        )
+    }
+
+    /// The agent's events after `after` (no waiting).
+    pub fn events(&self, after: u64) -> Result<Vec<AgentEvent>, CallError> {
+        Self::decode(
+            self.agent
+                .get(&format!("{}/v1/events?after={after}", self.base))
+                .set("Authorization", &self.auth)
+                .timeout(Duration::from_secs(2))
+                .call(),
         )
     }
 

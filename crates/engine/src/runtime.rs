@@ -42,6 +42,8 @@ pub struct Engine {
     /// The core's task ids (restart at 1 with the process) to the store's
     /// (stable across restarts).
     task_ids: Mutex<BTreeMap<u64, u64>>,
+    /// Per host: the agent's boot id and the last event imported.
+    cursors: Mutex<BTreeMap<String, (String, u64)>>,
     /// Hosts whose agent poll is in flight.
     polling: Mutex<std::collections::BTreeSet<String>>,
     /// Hosts (or host/plane keys) with a warning raised and not yet cleared.
@@ -118,6 +120,7 @@ impl Engine {
             epoch: now,
             results: Mutex::new(tx),
             task_ids: Mutex::new(BTreeMap::new()),
+            cursors: Mutex::new(BTreeMap::new()),
             polling: Mutex::new(std::collections::BTreeSet::new()),
             warned: Mutex::new(std::collections::BTreeSet::new()),
         });
@@ -283,11 +286,18 @@ impl Engine {
         };
         let Ok(vms) = c.list() else { return };
         lock(&self.warned).remove(&h.name);
+        self.import_agent_events(h, &c);
         let tx = lock(&self.results).clone();
         for v in vms {
+            // Unknown: its process lives (and holds its lease) though the
+            // agent cannot see its state just now.
             let input = if matches!(
                 v.status,
-                VmStatus::Running | VmStatus::Paused | VmStatus::Frozen | VmStatus::IoError
+                VmStatus::Running
+                    | VmStatus::Paused
+                    | VmStatus::Frozen
+                    | VmStatus::IoError
+                    | VmStatus::Unknown
             ) {
                 Input::VmRunning {
                     vm: v.id,
@@ -306,6 +316,42 @@ impl Engine {
                 return;
             }
         }
+    }
+
+    /// Copies the agent's new events into the engine's (kind prefixed
+    /// `agent-`, host and VM kept), so `nosplit events` shows what each
+    /// host saw: VMs paused, frozen, crashed, leases lost or revalidated.
+    /// The cursor is the agent's boot id and last sequence number: a new
+    /// boot starts from its first event; an agent seen for the first time
+    /// (engine start) starts from now, its older events are in its log.
+    fn import_agent_events(&self, h: &Host, c: &AgentClient) {
+        let Ok(info) = c.host() else { return };
+        let cursor = lock(&self.cursors).get(&h.name).cloned();
+        let after = match &cursor {
+            Some((boot, seq)) if *boot == info.agent_boot => *seq,
+            _ => 0,
+        };
+        let Ok(events) = c.events(after) else { return };
+        let last = events.iter().map(|e| e.seq).max().unwrap_or(after);
+        lock(&self.cursors).insert(h.name.clone(), (info.agent_boot.clone(), last));
+        if cursor.is_none() {
+            return;
+        }
+        let cmds = events
+            .into_iter()
+            .filter(|e| e.seq > after)
+            .map(|e| {
+                let mut ev = self.event(
+                    agent_event_severity(&e.kind),
+                    &format!("agent-{}", e.kind),
+                    Some(&h.name),
+                    e.detail,
+                );
+                ev.vm = e.vm;
+                Command::Event(ev)
+            })
+            .collect();
+        self.publish(cmds);
     }
 
     /// A warning event about `host`, once per `key` until the condition
@@ -394,6 +440,27 @@ impl Engine {
             client: self.agent_client(&h)?,
             req: start_request(&v, &d, host),
         })
+    }
+}
+
+/// How serious an agent's event is, by its kind.
+fn agent_event_severity(kind: &str) -> &'static str {
+    const BAD: &[&str] = &[
+        "crashed",
+        "killed",
+        "lost",
+        "failed",
+        "orphan",
+        "gone",
+        "io-error",
+        "unconfirmed",
+        "trouble",
+        "unreachable",
+    ];
+    if BAD.iter().any(|b| kind.contains(b)) {
+        "warning"
+    } else {
+        "info"
     }
 }
 
