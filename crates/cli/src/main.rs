@@ -107,7 +107,7 @@ struct FaultfsArgs {
     /// Where to mount it.
     #[arg(long, required_unless_present = "send")]
     mount: Option<std::path::PathBuf>,
-    /// Control socket (commands: ok, eio, eio-read, eio-write, delay MS, hang, resume, status).
+    /// Control socket (commands: ok, eio, eio-read, eio-write, delay MS, hang, resume, status, abort).
     #[arg(long)]
     control: Option<std::path::PathBuf>,
     /// Send one command to a running instance's control socket and exit.
@@ -144,6 +144,12 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         .is_some()
     {
         return 2;
+    }
+    if matches!(
+        e.downcast_ref::<nosplit_lab::LabError>(),
+        Some(nosplit_lab::LabError::Exists { .. })
+    ) {
+        return 3;
     }
     if e.downcast_ref::<nosplit_agent::config::ConfigErrors>()
         .is_some()

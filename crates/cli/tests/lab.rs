@@ -204,6 +204,16 @@ fn the_demo_brings_a_qemu_guest_back_on_another_host() {
             .any(|l| l.contains("engine task") && l.contains("g1 ->") && l.contains("succeeded")),
         "{log}"
     );
+    // Every host registered itself, and the new host's agent reported
+    // g1's start (its events are copied into the engine's).
+    for h in ["h1", "h2", "h3"] {
+        assert!(log.contains(&format!("host-registered {h}")), "{h}: {log}");
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.contains("agent-vm-started g1 on h") && !l.contains("g1 on h1")),
+        "{log}"
+    );
 }
 
 /// `lab down` after the runner was killed with SIGKILL: processes, mounts,

@@ -263,7 +263,6 @@ pub fn power_on(f: &LabFile, n: u32) -> Result<(), LabError> {
         crate::scenario::PlaneSel::All,
         crate::scenario::NetFault::Ok,
     )?;
-    crate::lab::clear_stale_sockets(&h)?;
     let _daemons = h.power_on()?;
     h.wait_joined(Duration::from_secs(30))
 }

@@ -233,6 +233,15 @@ impl HostCtx {
         })?;
         let cg = nosplit_labnet::cgroup_path(&self.lab, self.n)?;
         let wsock = self.watchdog_socket();
+        // A watchdog killed with its host left its socket behind: remove
+        // it, or the wait below would pass at once and leased would start
+        // before the new watchdog listens.
+        match std::fs::remove_file(&wsock) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(LabError::io("removing the stale socket", &wsock, e));
+            }
+            _ => {}
+        }
         let margin = WATCHDOG_MARGIN_MS.to_string();
         d.watchdog = Some(self.spawn(
             "watchdog",

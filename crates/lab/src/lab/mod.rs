@@ -167,19 +167,6 @@ pub fn down(name: &str, root: Option<PathBuf>) -> Result<String, LabError> {
     ))
 }
 
-/// Removes the watchdog socket a powered-off host's watchdog left (it died
-/// with SIGKILL): power on waits for the new watchdog's socket to appear,
-/// and a stale one would let `leased` start before the watchdog listens.
-pub fn clear_stale_sockets(ctx: &HostCtx) -> Result<(), LabError> {
-    let sock = ctx.watchdog_socket();
-    match std::fs::remove_file(&sock) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(LabError::io("removing the stale socket", &sock, e))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// Sets a network fault on host `n` of lab `lab`, on one plane or all.
 pub fn net_fault(lab: &LabName, n: u32, plane: PlaneSel, fault: NetFault) -> Result<(), LabError> {
     let planes: &[Plane] = match plane {
@@ -291,7 +278,6 @@ impl Lab {
             return Err(LabError::Invalid(format!("host {n} is already on")));
         }
         net_fault(&h.ctx.lab, n, PlaneSel::All, NetFault::Ok)?;
-        clear_stale_sockets(&h.ctx)?;
         h.daemons = Some(h.ctx.power_on()?);
         h.storage = "ok".into();
         self.log(format!("h{n}: power on"));

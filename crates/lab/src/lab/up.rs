@@ -52,24 +52,6 @@ pub fn existing(name: &LabName, layout: &Layout) -> Result<Vec<String>, LabError
     Ok(found)
 }
 
-/// A fresh random token for the lab's agents (`agent.token`, mode 0600).
-fn write_token(layout: &Layout) -> Result<(), LabError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = layout.root().join("agent.token");
-    let token: String = (0..4)
-        .map(|_| format!("{:016x}", rand::random::<u64>()))
-        .collect();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| LabError::io("creating", &path, e))?;
-    f.write_all(token.as_bytes())
-        .map_err(|e| LabError::io("writing", &path, e))
-}
-
 impl Lab {
     /// Builds the lab: network, cgroups, storage domain, host daemons
     /// (joined), watchers and oracle. `progress` gets one line per stage.
@@ -143,7 +125,6 @@ fn build(
     }
     std::fs::create_dir_all(layout.shared())
         .map_err(|e| LabError::io("creating", layout.shared(), e))?;
-    write_token(layout)?;
     let engine_epoch = RealClock.now();
     let (leases, engine) = if spec.engine {
         progress("engine: nosplit engine with its store; domain and VMs through its API");
