@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used)]
 //! The HTTP API over real TCP on 127.0.0.1 against a fake `AgentOps`: auth,
 //! route-to-call mapping, input validation, error mapping, long polls, and
-//! `openapi.yaml` agreeing with the server's routes.
+//! `openapi.yaml` agreeing with the server: the same routes, and every
+//! request and answer valid against the documented schemas.
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use nosplit_agent::http::{routes, spawn_server, ServerHandle, Token};
 use nosplit_agent::model::*;
+use nosplit_httpserve::openapi::Spec;
 use nosplit_httpserve::testing;
 use serde_json::{json, Value};
 
@@ -131,6 +133,34 @@ fn concrete(path: &str) -> String {
     path.replace("{id}", "vm1")
 }
 
+/// The checked-in API document.
+fn spec() -> Spec {
+    Spec::load(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap()
+}
+
+/// The route template a concrete path (query stripped) was made from.
+fn template(method: &str, path: &str) -> &'static str {
+    let path = path.split('?').next().unwrap_or(path);
+    routes()
+        .find(|(m, t)| *m == method && concrete(t) == path)
+        .map(|(_, t)| t)
+        .unwrap_or_else(|| panic!("no route for {method} {path}"))
+}
+
+/// Checks a request and its answer against the document.
+fn conforms(spec: &Spec, method: &str, path: &str, body: &str, status: u16, answer: &Value) {
+    let t = template(method, path);
+    let req: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).unwrap()
+    };
+    if status < 400 {
+        spec.check_request(method, t, &req).unwrap();
+    }
+    spec.check_response(method, t, status, answer).unwrap();
+}
+
 #[test]
 fn no_or_wrong_token_is_401_and_reaches_nothing() {
     let (server, fake) = start();
@@ -182,9 +212,12 @@ fn each_route_makes_its_call() {
         ("GET", "/v1/events?after=3&wait_ms=0", "", 200, "events 3 0"),
         ("GET", "/v1/events", "", 200, "events 0 0"),
     ];
+    let spec = spec();
+    fake.push_event(1);
     for &(method, path, body, want, what) in cases {
         let (status, v) = call(a, method, path, body);
         assert_eq!(status, want, "{method} {path}: {v}");
+        conforms(&spec, method, path, body, status, &v);
         assert_eq!(fake.calls().last().map(String::as_str), Some(what));
         match what {
             "host" => assert_eq!(v["name"], "hostA"),
@@ -306,6 +339,9 @@ fn agent_errors_map_to_statuses() {
         ] {
             let (status, v) = call(a, method, path, "");
             assert_eq!(status, want, "{method} {path}");
+            spec()
+                .check_response(method, template(method, path), status, &v)
+                .unwrap();
             assert_eq!(v, serde_json::to_value(&err).unwrap());
             assert_eq!(v["error"], kind);
         }
@@ -340,27 +376,42 @@ fn shutdown_stops_listening() {
 
 #[test]
 fn openapi_lists_exactly_the_served_routes() {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap();
-    let mut documented = Vec::new();
-    let mut in_paths = false;
-    let mut path = String::new();
-    for line in text.lines() {
-        if !line.starts_with(' ') {
-            in_paths = line == "paths:";
-        } else if in_paths && line.starts_with("  /") {
-            path = line.trim().trim_end_matches(':').to_string();
-        } else if in_paths && line.starts_with("    ") && !line.starts_with("     ") {
-            let key = line.trim().trim_end_matches(':');
-            if ["get", "post", "put", "delete", "patch"].contains(&key) {
-                documented.push((key.to_uppercase(), path.clone()));
-            }
-        }
-    }
+    let mut documented: Vec<(String, String)> = spec()
+        .operations()
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.method, o.path))
+        .collect();
     let mut served: Vec<(String, String)> = routes()
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     documented.sort();
     served.sort();
     assert_eq!(documented, served);
+}
+
+/// The checks can fail: answers the document does not allow are refused.
+#[test]
+fn the_document_refuses_what_it_does_not_allow() {
+    let spec = spec();
+    let vm = json!({"id": "vm1", "inst": "i1", "kind": "process", "status": "running",
+        "pid": 42, "lver": 3, "uptime_s": 1});
+    spec.check_response("GET", "/v1/vms/{id}", 200, &vm)
+        .unwrap();
+    let mut bad = vm.clone();
+    bad["status"] = json!("flying");
+    assert!(spec
+        .check_response("GET", "/v1/vms/{id}", 200, &bad)
+        .is_err());
+    let mut missing = vm.clone();
+    missing.as_object_mut().unwrap().remove("pid");
+    assert!(spec
+        .check_response("GET", "/v1/vms/{id}", 200, &missing)
+        .is_err());
+    assert!(spec
+        .check_response("GET", "/v1/vms/{id}", 299, &vm)
+        .is_err());
+    let start =
+        json!({"id": "vm1", "kind": "process", "disk": "/d", "memory_mib": 64, "colour": 1});
+    assert!(spec.check_request("POST", "/v1/vms", &start).is_err());
 }

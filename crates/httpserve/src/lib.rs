@@ -10,12 +10,16 @@
 //! - [`server`]: [`serve`] an axum router until shutdown (with a grace
 //!   period), or [`spawn_server`] it on its own thread and runtime.
 //! - `testing` (feature `test-support`): a raw HTTP/1.1 client for tests.
+//! - `openapi` (feature `test-support`): an OpenAPI 3.1 document as a
+//!   checker of answers and requests (JSON Schema 2020-12).
 
 pub mod error;
 pub mod server;
 pub mod token;
 pub mod validate;
 
+#[cfg(feature = "test-support")]
+pub mod openapi;
 #[cfg(feature = "test-support")]
 pub mod testing;
 

@@ -4,11 +4,13 @@
 //! explicitly, an error one at least through `default`), and its JSON body
 //! must validate (JSON Schema 2020-12, as OpenAPI 3.1 uses) against the
 //! documented schema, with every `$ref` resolved inside the document.
-#![allow(dead_code, clippy::unwrap_used)]
+//! Shared by the agent's and the engine's API tests (feature
+//! `test-support`); errors are strings, for test assertions.
 
 use serde_json::{Map, Value};
 
 /// The parsed document.
+#[derive(Debug)]
 pub struct Spec {
     doc: Value,
 }
@@ -27,28 +29,34 @@ pub struct Operation {
 const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
 
 impl Spec {
-    /// Reads and parses a YAML OpenAPI document.
-    pub fn load(path: &str) -> Spec {
-        let text = std::fs::read_to_string(path).unwrap();
-        let doc: Value = serde_yaml_ng::from_str(&text).unwrap();
-        assert!(
-            doc["openapi"]
-                .as_str()
-                .is_some_and(|v| v.starts_with("3.1")),
-            "an OpenAPI 3.1 document"
-        );
-        Spec { doc }
+    /// Reads and parses a YAML OpenAPI 3.1 document.
+    pub fn load(path: &str) -> Result<Spec, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let doc: Value =
+            serde_yaml_ng::from_str(&text).map_err(|e| format!("{path}: not YAML: {e}"))?;
+        if !doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1"))
+        {
+            return Err(format!("{path}: not an OpenAPI 3.1 document"));
+        }
+        Ok(Spec { doc })
     }
 
-    /// Every operation, sorted. Panics on an unknown key under a path.
-    pub fn operations(&self) -> Vec<Operation> {
+    /// Every operation, sorted; an error for an unknown key under a path.
+    pub fn operations(&self) -> Result<Vec<Operation>, String> {
         let mut out = Vec::new();
-        for (path, item) in self.doc["paths"].as_object().unwrap() {
-            for (key, op) in item.as_object().unwrap() {
-                assert!(
-                    METHODS.contains(&key.as_str()) || key == "parameters",
-                    "unexpected key {key:?} under {path}"
-                );
+        let paths = self.doc["paths"]
+            .as_object()
+            .ok_or("the document has no paths")?;
+        for (path, item) in paths {
+            let item = item
+                .as_object()
+                .ok_or_else(|| format!("{path}: not a path item"))?;
+            for (key, op) in item {
+                if !(METHODS.contains(&key.as_str()) || key == "parameters") {
+                    return Err(format!("unexpected key {key:?} under {path}"));
+                }
                 if key == "parameters" {
                     continue;
                 }
@@ -60,7 +68,7 @@ impl Spec {
             }
         }
         out.sort();
-        out
+        Ok(out)
     }
 
     fn op(&self, method: &str, path: &str) -> Result<&Value, String> {
