@@ -3,13 +3,15 @@
 //! over TCP, a stand-in agent): a VM creation whose store write fails
 //! leaves no lease and no disk behind; a VM's disks are made, kept and
 //! answered; a stop the agent does not confirm is reported (502 and an
-//! event) while the VM stays stopped on purpose.
+//! event) while the VM stays stopped on purpose; the agents' events are
+//! copied into the engine's, and a VM its host reports stopped by itself
+//! is recorded stopped on purpose and never restarted.
 
 mod real;
 
 use std::path::Path;
 
-use nosplit_agent::model::AgentError;
+use nosplit_agent::model::{AgentError, AgentEvent, VmStatus};
 use nosplit_engine::domainops;
 use nosplit_engine_store::faulty::Write;
 
@@ -122,4 +124,65 @@ fn a_stop_the_agent_does_not_confirm_is_reported_and_the_vm_stays_stopped() {
     r.admin("POST", "/v1/vms/v1/stop", "", 200);
     *r.fake.fail_stop.lock().unwrap() = Some(AgentError::NotFound("v1".into()));
     r.admin("POST", "/v1/vms/v1/stop", "", 200);
+}
+
+/// Waits until the engine has asked the stand-in agent for its VMs `n`
+/// more times (it polls every 2 s).
+fn polls(r: &real::Real, n: u32) {
+    let start = *r.fake.polls.lock().unwrap();
+    let t = std::time::Instant::now();
+    while *r.fake.polls.lock().unwrap() < start + n {
+        assert!(t.elapsed() < std::time::Duration::from_secs(30), "no polls");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn agent_events_are_copied_and_a_vm_stopped_on_its_host_is_never_restarted() {
+    let r = real::Real::start();
+    r.domain_and_host();
+    r.admin("POST", "/v1/vms", VM, 201);
+    r.admin("POST", "/v1/vms/v1/start", r#"{"host":"h1"}"#, 200);
+    r.fake
+        .listed
+        .lock()
+        .unwrap()
+        .push(("v1".into(), VmStatus::Running));
+    // The first poll sets the agent's event cursor; what comes later is copied.
+    polls(&r, 2);
+    r.fake.events.lock().unwrap().push(AgentEvent {
+        seq: 1,
+        at_ms: 10,
+        kind: "vm-paused".into(),
+        vm: Some("v1".into()),
+        detail: "by the operator".into(),
+    });
+    let evs = r.admin(
+        "GET",
+        "/v1/events?kind=agent-vm-paused&wait_ms=10000",
+        "",
+        200,
+    );
+    let evs = evs.as_array().unwrap();
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!(
+        (
+            evs[0]["host"].as_str(),
+            evs[0]["vm"].as_str(),
+            evs[0]["detail"].as_str()
+        ),
+        (Some("h1"), Some("v1"), Some("by the operator"))
+    );
+    polls(&r, 2);
+    let again = r.admin("GET", "/v1/events?kind=agent-vm-paused", "", 200);
+    assert_eq!(again.as_array().unwrap().len(), 1, "copied once");
+
+    // The guest shuts itself down: stopped on purpose, in the store too.
+    r.fake.listed.lock().unwrap()[0].1 = VmStatus::Stopped;
+    polls(&r, 2);
+    let v = r.admin("GET", "/v1/vms/v1", "", 200);
+    assert_eq!(v["desired"], "stopped", "{v}");
+    polls(&r, 2);
+    let starts = r.agent_calls().iter().filter(|c| *c == "start v1").count();
+    assert_eq!(starts, 1, "never restarted: {:?}", r.agent_calls());
 }

@@ -362,6 +362,16 @@ impl Core {
         self.sched.vm(id)
     }
 
+    /// Whether the VM is meant to run and, in this core's view, runs on
+    /// `host`: a stop reported from there is then the running instance's
+    /// (a report from an older instance elsewhere is not).
+    pub fn runs_on(&self, vm: &str, host: &str) -> bool {
+        self.sched.vm(vm).is_some_and(|t| {
+            t.vm.desired == crate::model::Desired::Running
+                && matches!(&t.phase, crate::recovery::VmPhase::Running { host: h } if h == host)
+        })
+    }
+
     /// Tasks by id (running and the latest finished).
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {
         self.sched.tasks().values()

@@ -303,6 +303,9 @@ impl Engine {
                     vm: v.id,
                     host: h.name.clone(),
                 }
+            } else if v.status == VmStatus::Stopped {
+                self.stopped_there(&v.id, &h.name);
+                continue;
             } else if v.status == VmStatus::Crashed {
                 // Ignored by the core unless the VM runs there in its view.
                 Input::VmExited {
@@ -316,6 +319,33 @@ impl Engine {
                 return;
             }
         }
+    }
+
+    /// A VM its host reports stopped (its guest shut down, or someone
+    /// stopped it through the agent) was stopped on purpose: recorded as
+    /// wanted stopped, in the store and the core, so HA never restarts it,
+    /// this engine or the next. Only for the instance the core believes
+    /// runs there.
+    fn stopped_there(&self, vm: &str, host: &str) {
+        if !lock(&self.core).runs_on(vm, host) {
+            return;
+        }
+        let desired = nosplit_engine_core::model::Desired::Stopped;
+        if self
+            .store
+            .modify_vm(vm, &mut |v| v.desired = desired)
+            .is_err()
+        {
+            return;
+        }
+        let _ = self.input(Input::SetDesired {
+            vm: vm.to_string(),
+            desired,
+        });
+        let _ = self.input(Input::VmExited {
+            vm: vm.to_string(),
+            host: host.to_string(),
+        });
     }
 
     /// Copies the agent's new events into the engine's (kind prefixed

@@ -27,11 +27,16 @@ pub const USER: &str = "user-token-0123456789abcdef-0123456789x";
 /// Host h1's own agent token (the engine's `agent_token_dir/h1.token`).
 pub const AGENT: &str = "agent-token-0123456789abcdef-012345678";
 
-/// A recording agent; `fail_stop` makes stops fail.
+/// A recording agent; `fail_stop` makes stops fail; `listed` is what it
+/// reports running (and how), `events` what it reports seeing.
 #[derive(Default)]
 pub struct Agent {
     calls: Mutex<Vec<String>>,
     pub fail_stop: Mutex<Option<AgentError>>,
+    pub listed: Mutex<Vec<(String, VmStatus)>>,
+    pub events: Mutex<Vec<AgentEvent>>,
+    /// How many times the engine asked for the VM list.
+    pub polls: Mutex<u32>,
 }
 
 impl Agent {
@@ -62,7 +67,20 @@ impl AgentOps for Agent {
         }
     }
     fn list_vms(&self) -> Vec<VmInfo> {
-        Vec::new()
+        *self.polls.lock().unwrap() += 1;
+        let listed = self.listed.lock().unwrap().clone();
+        listed
+            .into_iter()
+            .map(|(id, status)| VmInfo {
+                id: id.clone(),
+                inst: format!("{id}.1"),
+                kind: VmKind::Process,
+                status,
+                pid: 42,
+                lver: Some(1),
+                uptime_s: 1,
+            })
+            .collect()
     }
     fn get_vm(&self, id: &str) -> Result<VmInfo, AgentError> {
         Err(AgentError::NotFound(id.into()))
@@ -89,8 +107,9 @@ impl AgentOps for Agent {
     fn leases(&self) -> Result<Value, AgentError> {
         Ok(serde_json::json!({}))
     }
-    fn events_since(&self, _after: u64, _wait: Duration) -> Vec<AgentEvent> {
-        Vec::new()
+    fn events_since(&self, after: u64, _wait: Duration) -> Vec<AgentEvent> {
+        let evs = self.events.lock().unwrap();
+        evs.iter().filter(|e| e.seq > after).cloned().collect()
     }
 }
 
