@@ -99,37 +99,30 @@ impl AgentClient {
         )
     }
 
-    /// The host's facts and the agent's boot id.
-    pub fn host(&self) -> Result<HostInfo, CallError> {
+    /// A quick `GET` (2 s at most: the engine polls with these).
+    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {
         Self::decode(
             self.agent
-                .get(&format!("{}/v1/host", self.base))
+                .get(&format!("{}{path}", self.base))
                 .set("Authorization", &self.auth)
                 .timeout(Duration::from_secs(2))
                 .call(),
         )
+    }
+
+    /// The host's facts and the agent's boot id.
+    pub fn host(&self) -> Result<HostInfo, CallError> {
+        self.get("/v1/host")
     }
 
     /// The agent's events after `after` (no waiting).
     pub fn events(&self, after: u64) -> Result<Vec<AgentEvent>, CallError> {
-        Self::decode(
-            self.agent
-                .get(&format!("{}/v1/events?after={after}", self.base))
-                .set("Authorization", &self.auth)
-                .timeout(Duration::from_secs(2))
-                .call(),
-        )
+        self.get(&format!("/v1/events?after={after}"))
     }
 
     /// Every VM of the host.
     pub fn list(&self) -> Result<Vec<VmInfo>, CallError> {
-        Self::decode(
-            self.agent
-                .get(&format!("{}/v1/vms", self.base))
-                .set("Authorization", &self.auth)
-                .timeout(Duration::from_secs(2))
-                .call(),
-        )
+        self.get("/v1/vms")
     }
 }
 
