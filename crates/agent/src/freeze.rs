@@ -267,6 +267,7 @@ mod tests {
             id: "p".into(),
             inst: "p.1".into(),
             disk,
+            extra_disks: vec![],
             memory_mib: 0,
             vcpus: 0,
             run_dir: dir.path().join("run"),

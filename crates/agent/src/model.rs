@@ -36,8 +36,13 @@ pub struct StartVm {
     pub id: String,
     /// Kind.
     pub kind: VmKind,
-    /// Its disk (raw), as this host sees it.
+    /// Its first disk (raw), as this host sees it.
     pub disk: String,
+    /// Its further disks (raw), in order after `disk`, as this host sees
+    /// them: absolute, at most [`MAX_EXTRA_DISKS`], no two alike (nor like
+    /// `disk`). Absent in older requests: none.
+    #[serde(default)]
+    pub extra_disks: Vec<String>,
     /// Memory, MiB (QEMU), 16..=65536.
     #[serde(default = "default_mem")]
     pub memory_mib: u32,
@@ -52,6 +57,9 @@ pub struct StartVm {
     #[serde(default)]
     pub inst: Option<String>,
 }
+
+/// Most further disks a VM may have (16 in all with its first).
+pub const MAX_EXTRA_DISKS: usize = 15;
 
 fn default_mem() -> u32 {
     128

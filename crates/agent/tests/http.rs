@@ -80,7 +80,12 @@ impl AgentOps for Fake {
         self.call(format!("get {id}"))
     }
     fn start_vm(&self, req: StartVm) -> Result<VmInfo, AgentError> {
-        self.call(format!("start {} {}", req.id, req.memory_mib))
+        let extra = if req.extra_disks.is_empty() {
+            String::new()
+        } else {
+            format!(" +{}", req.extra_disks.join(","))
+        };
+        self.call(format!("start {} {}{extra}", req.id, req.memory_mib))
     }
     fn stop_vm(&self, id: &str, timeout: Duration) -> Result<VmInfo, AgentError> {
         self.call(format!("stop {id} {}", timeout.as_millis()))
@@ -192,10 +197,19 @@ fn each_route_makes_its_call() {
     let a = server.local_addr();
     let start = r#"{"id":"vm1","kind":"process","disk":"/d/vm1","memory_mib":64,
         "lease":{"lockspace":"ls1","path":"/s/xleases","offset":1048576}}"#;
+    let start_disks = r#"{"id":"vm1","kind":"qemu","disk":"/d/vm1.img",
+        "extra_disks":["/d/vm1@data.img","/d/vm1@logs,1.img"]}"#;
     let cases: &[(&str, &str, &str, u16, &str)] = &[
         ("GET", "/v1/host", "", 200, "host"),
         ("GET", "/v1/vms", "", 200, "list x"),
         ("POST", "/v1/vms", start, 201, "start vm1 64"),
+        (
+            "POST",
+            "/v1/vms",
+            start_disks,
+            201,
+            "start vm1 128 +/d/vm1@data.img,/d/vm1@logs,1.img",
+        ),
         ("GET", "/v1/vms/vm1", "", 200, "get vm1"),
         ("POST", "/v1/vms/vm1/stop", "", 200, "stop vm1 10000"),
         (
@@ -266,6 +280,16 @@ fn bad_input_is_a_json_400_or_413_and_reaches_nothing() {
             r#"{"id":"v","kind":"qemu","disk":"/d","lease":{"lockspace":"l","path":"/p","offset":7}}"#,
             400,
             &["lease.offset: 7 is not a multiple of 512"],
+        ),
+        (
+            "POST",
+            "/v1/vms",
+            r#"{"id":"v","kind":"qemu","disk":"/d","extra_disks":["/e","e","/e"]}"#,
+            400,
+            &[
+                "extra_disks[1]: \"e\" is not an absolute path",
+                "extra_disks[2]: \"/e\" is given twice",
+            ],
         ),
         ("POST", "/v1/vms", &huge, 413, &["body"]),
         ("GET", "/v1/vms/bad%20id", "", 400, &["id:"]),
@@ -414,4 +438,12 @@ fn the_document_refuses_what_it_does_not_allow() {
     let start =
         json!({"id": "vm1", "kind": "process", "disk": "/d", "memory_mib": 64, "colour": 1});
     assert!(spec.check_request("POST", "/v1/vms", &start).is_err());
+    let disks = |n: usize| {
+        let paths: Vec<String> = (0..n).map(|i| format!("/d/{i}")).collect();
+        json!({"id": "vm1", "kind": "qemu", "disk": "/d", "extra_disks": paths})
+    };
+    spec.check_request("POST", "/v1/vms", &disks(15)).unwrap();
+    assert!(spec.check_request("POST", "/v1/vms", &disks(16)).is_err());
+    let twice = json!({"id": "vm1", "kind": "qemu", "disk": "/d", "extra_disks": ["/e", "/e"]});
+    assert!(spec.check_request("POST", "/v1/vms", &twice).is_err());
 }

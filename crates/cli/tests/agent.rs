@@ -138,6 +138,7 @@ impl Host {
             id: vm.into(),
             kind,
             disk: self.path(&format!("{vm}.img")),
+            extra_disks: vec![],
             memory_mib: 128,
             vcpus: 1,
             lease: Some(LeaseSpec {

@@ -81,6 +81,34 @@ fn a_vms_disks_are_made_in_its_domain_kept_and_answered() {
         serde_json::json!([{"name": "root", "size_mib": 1}])
     );
     assert_eq!(size(domainops::disk(dir, "v1")), 1 << 20);
+    // Started, the agent is given both, the first as `disk`, in the
+    // domain as the host sees it; a one-disk VM gets no further ones.
+    for vm in ["v2", "v1"] {
+        r.admin(
+            "POST",
+            &format!("/v1/vms/{vm}/start"),
+            r#"{"host":"h1"}"#,
+            200,
+        );
+    }
+    let t = std::time::Instant::now();
+    while r.fake.starts.lock().unwrap().len() < 2 {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "no starts"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let starts = r.fake.starts.lock().unwrap().clone();
+    let of = |vm: &str| starts.iter().find(|s| s.id == vm).unwrap().clone();
+    let path = |p: std::path::PathBuf| p.display().to_string();
+    let v2 = of("v2");
+    assert_eq!(v2.disk, path(domainops::disk(dir, "v2")));
+    assert_eq!(
+        v2.extra_disks,
+        [path(domainops::vm_disk(dir, "v2", 1, "data"))]
+    );
+    assert!(of("v1").extra_disks.is_empty());
     let e = r.admin(
         "POST",
         "/v1/vms",

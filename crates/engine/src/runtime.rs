@@ -13,7 +13,7 @@ use nosplit_agent::client::{AgentClient, CallError};
 use nosplit_agent::model::{AgentError, LeaseSpec, StartVm, VmKind as AgentKind, VmStatus};
 use nosplit_clock::{Clock, MonoTime, RealClock};
 use nosplit_engine_core::engine::{Core, CoreConfig, Input};
-use nosplit_engine_core::model::{Domain, EngineEvent, Host, Vm, VmKind};
+use nosplit_engine_core::model::{Disk, Domain, EngineEvent, Host, Vm, VmKind};
 use nosplit_engine_core::{Command, LeaseState, StartOutcome};
 use nosplit_engine_store::Store;
 use nosplit_lease::Liveness;
@@ -466,9 +466,10 @@ impl Engine {
             .store
             .get_domain(&v.domain)
             .map_err(|e| e.to_string())?;
+        let disks = self.store.vm_disks(vm).map_err(|e| e.to_string())?;
         Ok(StartJob {
             client: self.agent_client(&h)?,
-            req: start_request(&v, &d, host),
+            req: start_request(&v, &d, &disks, host),
         })
     }
 }
@@ -494,9 +495,21 @@ fn agent_event_severity(kind: &str) -> &'static str {
     }
 }
 
-/// The agent request that starts `v` on `host`.
-pub(crate) fn start_request(v: &Vm, d: &Domain, host: &str) -> StartVm {
+/// The agent request that starts `v` (with its `disks`, the first one
+/// `disk`, the rest `extra_disks` in order) on `host`, every path as that
+/// host sees its domain.
+pub(crate) fn start_request(v: &Vm, d: &Domain, disks: &[Disk], host: &str) -> StartVm {
     let dir = host_dir(d, host);
+    let extra_disks = disks
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, k)| {
+            crate::domainops::vm_disk(&dir, &v.id, i, &k.name)
+                .display()
+                .to_string()
+        })
+        .collect();
     StartVm {
         id: v.id.clone(),
         kind: match v.kind {
@@ -504,6 +517,7 @@ pub(crate) fn start_request(v: &Vm, d: &Domain, host: &str) -> StartVm {
             VmKind::Process => AgentKind::Process,
         },
         disk: crate::domainops::disk(&dir, &v.id).display().to_string(),
+        extra_disks,
         memory_mib: v.memory_mib,
         vcpus: v.vcpus,
         lease: Some(LeaseSpec {

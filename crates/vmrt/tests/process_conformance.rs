@@ -25,6 +25,7 @@ fn spec(root: &Path, case: &str) -> VmSpec {
         id: vm.clone(),
         inst: inst.clone(),
         disk: disk.clone(),
+        extra_disks: vec![],
         memory_mib: 0,
         vcpus: 0,
         run_dir: root.join(format!("run-{case}")),

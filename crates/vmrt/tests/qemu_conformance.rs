@@ -15,6 +15,7 @@ pub fn qemu_spec(root: &Path, case: &str) -> VmSpec {
         id: format!("vm-{case}"),
         inst: format!("i{}", std::process::id()),
         disk,
+        extra_disks: vec![],
         memory_mib: 128,
         vcpus: 1,
         run_dir: root.join(format!("run-{case}")),

@@ -18,6 +18,7 @@ fn setup(root: &Path, case: &str) -> (QemuDriver, VmSpec) {
         id: format!("vm-{case}"),
         inst: "i1".into(),
         disk,
+        extra_disks: vec![],
         memory_mib: 128,
         vcpus: 1,
         run_dir: root.join(format!("run-{case}")),

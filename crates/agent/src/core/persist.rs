@@ -18,8 +18,12 @@ pub struct VmRecord {
     pub inst: String,
     /// Kind.
     pub kind: VmKind,
-    /// Disk path.
+    /// Disk path (the first disk).
     pub disk: String,
+    /// Further disks, in order (none in records written before VMs had
+    /// more than one).
+    #[serde(default)]
+    pub extra_disks: Vec<String>,
     /// Memory.
     pub memory_mib: u32,
     /// vCPUs.
@@ -57,7 +61,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_operator_pause_is_kept_and_old_records_load_unpaused() {
+    fn the_operator_pause_and_extra_disks_are_kept_and_old_records_load_unpaused_with_none() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.json");
         assert!(load(&path).unwrap().is_empty());
@@ -66,6 +70,7 @@ mod tests {
             inst: "a.1".into(),
             kind: VmKind::Process,
             disk: "/d".into(),
+            extra_disks: vec!["/d@b".into(), "/d@c".into()],
             memory_mib: 128,
             vcpus: 1,
             run_dir: "/r".into(),
@@ -85,5 +90,6 @@ mod tests {
         let old = load(&path).unwrap();
         assert_eq!(old.len(), 1);
         assert!(!old[0].paused);
+        assert!(old[0].extra_disks.is_empty());
     }
 }

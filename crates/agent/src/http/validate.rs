@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use nosplit_httpserve::validate::{self, int, string, Problems};
 
 use super::error::ApiError;
-use crate::model::StartVm;
+use crate::model::{StartVm, MAX_EXTRA_DISKS};
 
 /// Longest VM (and instance) id.
 pub const MAX_ID_LEN: usize = 48;
@@ -78,6 +78,7 @@ pub fn start_vm(body: &[u8]) -> Result<StartVm, ApiError> {
         Some(k) => p.add("kind", format!("{k:?}: expected \"qemu\" or \"process\"")),
     }
     abs_path(&mut p, "disk", m.get("disk"));
+    extra_disks(&mut p, m.get("disk"), m.get("extra_disks"));
     int(
         &mut p,
         "memory_mib",
@@ -107,7 +108,49 @@ pub fn start_vm(body: &[u8]) -> Result<StartVm, ApiError> {
     })
 }
 
-const START_FIELDS: &[&str] = &["id", "kind", "disk", "memory_mib", "vcpus", "lease", "inst"];
+const START_FIELDS: &[&str] = &[
+    "id",
+    "kind",
+    "disk",
+    "extra_disks",
+    "memory_mib",
+    "vcpus",
+    "lease",
+    "inst",
+];
+
+/// Checks `extra_disks`: absent, or an array of at most
+/// [`MAX_EXTRA_DISKS`] absolute paths, none twice and none the first disk.
+fn extra_disks(p: &mut Problems, disk: Option<&Value>, v: Option<&Value>) {
+    let items = match v {
+        None => return,
+        Some(Value::Array(a)) => a,
+        Some(_) => {
+            p.add("extra_disks", "expected an array of paths");
+            return;
+        }
+    };
+    if items.len() > MAX_EXTRA_DISKS {
+        p.add(
+            "extra_disks",
+            format!(
+                "{} disks: at most {MAX_EXTRA_DISKS} besides the first",
+                items.len()
+            ),
+        );
+    }
+    let mut seen: Vec<&str> = disk.and_then(Value::as_str).into_iter().collect();
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("extra_disks[{i}]");
+        abs_path(p, &field, Some(item));
+        if let Some(s) = item.as_str() {
+            if seen.contains(&s) {
+                p.add(&field, format!("{s:?} is given twice"));
+            }
+            seen.push(s);
+        }
+    }
+}
 const LEASE_FIELDS: &[&str] = &["lockspace", "path", "offset"];
 
 fn lease(p: &mut Problems, l: &Map<String, Value>) {
@@ -216,6 +259,55 @@ mod tests {
         assert_eq!(s.lease.unwrap().offset, 1_048_576);
         assert!(start_vm(b"").is_err());
         assert!(start_vm(b"[1]").is_err());
+    }
+
+    #[test]
+    fn extra_disks_are_checked_all_at_once() {
+        let ok = br#"{"id":"vm-1","kind":"qemu","disk":"/d/a.img",
+            "extra_disks":["/d/a@b.img","/d/a@c.img"]}"#;
+        assert_eq!(
+            start_vm(ok).unwrap().extra_disks,
+            ["/d/a@b.img", "/d/a@c.img"]
+        );
+        let old = br#"{"id":"vm-1","kind":"qemu","disk":"/d/a.img"}"#;
+        assert!(start_vm(old).unwrap().extra_disks.is_empty());
+        // A relative path, a non-string, the first disk again, one twice.
+        let bad = br#"{"id":"vm-1","kind":"qemu","disk":"/d/a.img",
+            "extra_disks":["rel.img",7,"/d/a.img","/d/b.img","/d/b.img"]}"#;
+        let e = start_vm(bad).unwrap_err().message;
+        let fields: Vec<&str> = e
+            .split("; ")
+            .map(|s| s.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "extra_disks[0]",
+                "extra_disks[1]",
+                "extra_disks[2]",
+                "extra_disks[4]"
+            ],
+            "{e}"
+        );
+        assert!(
+            e.contains("not an absolute path") && e.contains("given twice"),
+            "{e}"
+        );
+        // 15 are fine, 16 are too many.
+        let many = |n: usize| {
+            let paths: Vec<String> = (0..n).map(|i| format!("/d/x{i}.img")).collect();
+            serde_json::to_vec(&serde_json::json!({
+                "id": "vm-1", "kind": "process", "disk": "/d/a.img", "extra_disks": paths
+            }))
+            .unwrap()
+        };
+        assert_eq!(start_vm(&many(15)).unwrap().extra_disks.len(), 15);
+        let e = start_vm(&many(16)).unwrap_err().message;
+        assert!(e.starts_with("extra_disks: 16 disks: at most 15"), "{e}");
+        let e = start_vm(br#"{"id":"v","kind":"qemu","disk":"/a","extra_disks":"/b"}"#)
+            .unwrap_err()
+            .message;
+        assert!(e.contains("extra_disks: expected an array"), "{e}");
     }
 
     #[test]

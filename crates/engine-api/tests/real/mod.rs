@@ -37,6 +37,8 @@ pub struct Agent {
     pub events: Mutex<Vec<AgentEvent>>,
     /// How many times the engine asked for the VM list.
     pub polls: Mutex<u32>,
+    /// Every start request, as the agent got it.
+    pub starts: Mutex<Vec<StartVm>>,
 }
 
 impl Agent {
@@ -86,6 +88,7 @@ impl AgentOps for Agent {
         Err(AgentError::NotFound(id.into()))
     }
     fn start_vm(&self, req: StartVm) -> Result<VmInfo, AgentError> {
+        self.starts.lock().unwrap().push(req.clone());
         Ok(self.info(format!("start {}", req.id), &req.id, VmStatus::Running))
     }
     fn stop_vm(&self, id: &str, _timeout: Duration) -> Result<VmInfo, AgentError> {

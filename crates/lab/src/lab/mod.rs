@@ -443,6 +443,7 @@ impl Lab {
                 Kind::Process => AgentKind::Process,
             },
             disk: via(&self.layout.disk(vm)),
+            extra_disks: vec![],
             memory_mib: 128,
             vcpus: 1,
             lease: match (self.spec.protection, self.leases.get(vm)) {

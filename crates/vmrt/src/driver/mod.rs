@@ -40,8 +40,11 @@ pub struct VmSpec {
     pub id: String,
     /// Instance id (unique per start), same alphabet.
     pub inst: String,
-    /// The VM's disk (raw file); heartbeats go to its first 32 KiB.
+    /// The VM's first disk (raw file); heartbeats go to its first 32 KiB.
     pub disk: PathBuf,
+    /// Its further disks (raw files), attached in order after `disk` (QEMU); a process
+    /// VM is not given them, but they must exist too.
+    pub extra_disks: Vec<PathBuf>,
     /// Guest memory (QEMU only).
     pub memory_mib: u32,
     /// Guest CPUs (QEMU only).
@@ -60,6 +63,7 @@ impl std::fmt::Debug for VmSpec {
             .field("id", &self.id)
             .field("inst", &self.inst)
             .field("disk", &self.disk)
+            .field("extra_disks", &self.extra_disks)
             .field("memory_mib", &self.memory_mib)
             .field("vcpus", &self.vcpus)
             .field("run_dir", &self.run_dir)
@@ -265,6 +269,15 @@ fn prepare_run_dir(spec: &VmSpec) -> Result<(), DriverError> {
             "disk {} is not a file",
             spec.disk.display()
         )));
+    }
+    for (i, d) in spec.extra_disks.iter().enumerate() {
+        if !d.is_file() {
+            return Err(DriverError::InvalidSpec(format!(
+                "extra disk {} ({}) is not a file",
+                i + 1,
+                d.display()
+            )));
+        }
     }
     std::fs::create_dir_all(&spec.run_dir).map_err(io_err(format!(
         "creating run dir {}",

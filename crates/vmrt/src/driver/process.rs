@@ -2,6 +2,11 @@
 //! `prepare` forks it blocked before `exec` (see the gate module); `start` lets it exec.
 //! Pause/resume are SIGSTOP/SIGCONT, stop is SIGTERM then SIGKILL, all sent to the
 //! process group it leads. stdout and stderr go to `run_dir/console.log`.
+//!
+//! The program is told its disk through its own arguments: the agent gives
+//! `nosplit vm-proc` the first disk ([`VmSpec::disk`]) only, so heartbeats go there;
+//! [`VmSpec::extra_disks`] are not attached to anything but must still exist (`prepare`
+//! refuses a missing one, as it does a missing first disk).
 
 use super::gate::{spawn_gated, Gated};
 use super::procs::{Liveness, ProcIdentity, Tracked, IDENT_FILE};

@@ -1,5 +1,6 @@
-//! QEMU backend: a TCG guest booted from a [`GuestImage`], disk as virtio-blk with
-//! `cache=none,werror=stop,rerror=stop`, driven over QMP (`run_dir/qmp.sock`).
+//! QEMU backend: a TCG guest booted from a [`GuestImage`], each disk (the first, then
+//! [`VmSpec::extra_disks`] in order: `/dev/vda`, `/dev/vdb`, ... in the guest) as
+//! virtio-blk with `cache=none,werror=stop,rerror=stop`, driven over QMP (`run_dir/qmp.sock`).
 //! `prepare` starts QEMU with `-S` (status `prelaunch`), `start` sends `cont`,
 //! pause/resume are `stop`/`cont`, stop is `quit` then SIGKILL. The guest console goes to
 //! `run_dir/console.log`, QEMU's own stderr to `run_dir/qemu.log`.
@@ -85,7 +86,7 @@ pub fn qemu_args(cfg: &QemuConfig, spec: &VmSpec, interval_ms: u32) -> Vec<Strin
         spec.id, spec.inst, interval_ms
     );
     let s = |x: &str| x.to_string();
-    vec![
+    let mut args = vec![
         s("-accel"),
         s("tcg"),
         s("-m"),
@@ -102,11 +103,15 @@ pub fn qemu_args(cfg: &QemuConfig, spec: &VmSpec, interval_ms: u32) -> Vec<Strin
         cfg.image.initrd.display().to_string(),
         s("-append"),
         append,
-        s("-drive"),
-        format!(
+    ];
+    for disk in std::iter::once(&spec.disk).chain(&spec.extra_disks) {
+        args.push(s("-drive"));
+        args.push(format!(
             "file={},if=virtio,format=raw,cache=none,werror=stop,rerror=stop",
-            opt_escape(&spec.disk)
-        ),
+            opt_escape(disk)
+        ));
+    }
+    args.extend([
         s("-qmp"),
         format!(
             "unix:{},server=on,wait=off",
@@ -116,7 +121,8 @@ pub fn qemu_args(cfg: &QemuConfig, spec: &VmSpec, interval_ms: u32) -> Vec<Strin
         format!("file:{}", d.join("console.log").display()),
         s("-pidfile"),
         d.join("qemu.pid").display().to_string(),
-    ]
+    ]);
+    args
 }
 
 fn log_tail(run_dir: &Path) -> String {
@@ -337,6 +343,7 @@ mod tests {
             id: "vm1".into(),
             inst: "x.2".into(),
             disk: "/d,1.img".into(),
+            extra_disks: vec![],
             memory_mib: 128,
             vcpus: 2,
             run_dir: "/run/v".into(),
@@ -356,5 +363,81 @@ mod tests {
         assert!(a
             .iter()
             .any(|x| x.contains("nosplit.vm=vm1 nosplit.inst=x.2 nosplit.interval_ms=50")));
+    }
+
+    #[test]
+    fn every_disk_is_a_drive_in_order() {
+        let img = GuestImage {
+            kernel: "/k".into(),
+            initrd: "/i".into(),
+            kernel_version: "v".into(),
+        };
+        let spec = VmSpec {
+            id: "vm1".into(),
+            inst: "i".into(),
+            disk: "/d/vm1.img".into(),
+            extra_disks: vec!["/d/vm1@data.img".into(), "/d/vm1@a,b.img".into()],
+            memory_mib: 128,
+            vcpus: 1,
+            run_dir: "/run/v".into(),
+            kind: VmKind::Qemu {
+                interval_ms: 50,
+                extra_args: vec![],
+            },
+            spawn_hook: None,
+        };
+        let a = qemu_args(&QemuConfig::new(img), &spec, 50);
+        let drives: Vec<&str> = a
+            .windows(2)
+            .filter(|w| w[0] == "-drive")
+            .map(|w| w[1].as_str())
+            .collect();
+        let opts = ",if=virtio,format=raw,cache=none,werror=stop,rerror=stop";
+        assert_eq!(
+            drives,
+            [
+                format!("file=/d/vm1.img{opts}"),
+                format!("file=/d/vm1@data.img{opts}"),
+                format!("file=/d/vm1@a,,b.img{opts}"),
+            ]
+        );
+        // The drives come before the QMP socket, as the first one always did.
+        let qmp = a.iter().position(|x| x == "-qmp").unwrap();
+        assert!(a.iter().rposition(|x| x == "-drive").unwrap() < qmp);
+    }
+
+    #[test]
+    fn a_missing_extra_disk_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("a.img");
+        std::fs::write(&disk, b"").unwrap();
+        let spec = VmSpec {
+            id: "vm1".into(),
+            inst: "i".into(),
+            disk: disk.clone(),
+            extra_disks: vec![disk, dir.path().join("missing.img")],
+            memory_mib: 128,
+            vcpus: 1,
+            run_dir: dir.path().join("run"),
+            kind: VmKind::Qemu {
+                interval_ms: 50,
+                extra_args: vec![],
+            },
+            spawn_hook: None,
+        };
+        let driver = QemuDriver::new(GuestImage {
+            kernel: "/k".into(),
+            initrd: "/i".into(),
+            kernel_version: "v".into(),
+        });
+        let e = driver.prepare(&spec).unwrap_err();
+        assert!(
+            matches!(&e, DriverError::InvalidSpec(m) if m.contains("extra disk 2") && m.contains("missing.img")),
+            "{e}"
+        );
+        assert!(
+            !dir.path().join("run").exists(),
+            "nothing is made for a refused spec"
+        );
     }
 }
