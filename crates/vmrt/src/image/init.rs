@@ -2,7 +2,9 @@
 //!
 //! It installs the busybox applets, mounts proc/sys/devtmpfs, loads the virtio modules
 //! that the image carries, reads `nosplit.vm`, `nosplit.inst` and `nosplit.interval_ms`
-//! from `/proc/cmdline`, prints `nosplit-guest: heartbeat vm=... inst=...` and then
+//! from `/proc/cmdline`, waits for `/dev/vda`, prints the virtio disks it sees
+//! (`nosplit-guest: disks vda vdb ...`) and `nosplit-guest: heartbeat vm=... inst=...`,
+//! and then
 //! writes heartbeat records (see the shared heartbeat format) to `/dev/vda` forever:
 //! record `seq` goes to slot `seq % 64` as one 512-byte `dd ... oflag=direct` write.
 //! A failed write is reported on the console and the loop keeps going.
@@ -39,6 +41,9 @@ pause=$(printf '%d.%03d' $((interval_ms / 1000)) $((interval_ms % 1000)))
 i=0
 while [ ! -b /dev/vda ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
 [ -b /dev/vda ] || echo "nosplit-guest: /dev/vda missing"
+disks=
+for b in /sys/block/vd*; do [ -e "$b" ] && disks="$disks ${{b#/sys/block/}}"; done
+echo "nosplit-guest: disks$disks"
 echo "nosplit-guest: heartbeat vm=$vm inst=$inst"
 seq=1
 while true; do
@@ -67,6 +72,8 @@ mod tests {
         assert!(s.contains("seek=$((seq % 64))"));
         assert!(s.contains("nosplit.interval_ms=*)"));
         assert!(s.contains("echo \"nosplit-guest: heartbeat vm=$vm inst=$inst\""));
+        assert!(s.contains("for b in /sys/block/vd*; do"));
+        assert!(s.contains("echo \"nosplit-guest: disks$disks\""));
     }
 
     #[test]
