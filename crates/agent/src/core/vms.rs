@@ -187,7 +187,10 @@ pub(super) fn start(agent: &Agent, req: StartVm) -> Result<VmInfo, AgentError> {
     agent.events.push(
         "vm-started",
         Some(&info.id),
-        format!("{} pid {} lver {:?}", info.inst, info.pid, info.lver),
+        match info.lver {
+            Some(l) => format!("{} pid {} lease version {l}", info.inst, info.pid),
+            None => format!("{} pid {} without a lease", info.inst, info.pid),
+        },
     );
     lock(&agent.vms).insert(
         info.id.clone(),

@@ -411,9 +411,9 @@ impl Lab {
                 .client
                 .start_vm(vm, Some(&format!("h{n}")))
                 .map_err(|e| LaunchError::Failed(format!("engine: {e}")))?;
+            let placed = v.host.as_deref().unwrap_or("no host yet");
             self.log(format!(
-                "{vm}: started on h{n} by the engine ({:?})",
-                v.host
+                "{vm}: started on h{n} by the engine (placed on {placed})"
             ));
             return Ok(());
         }
