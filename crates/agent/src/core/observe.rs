@@ -100,11 +100,11 @@ pub(super) fn ended(agent: &Agent, e: &mut VmEntry, how: &VmState) -> bool {
         // Reaps our own child.
         let _ = v.wait_exit(Duration::from_millis(100));
     }
-    let (status, kind) = policy::exit_status(e.guest_shutdown);
+    let (status, kind) = policy::exit_status(e.guest_shutdown, how);
     let detail = if e.guest_shutdown {
         format!("{}: the guest shut down", e.rec.inst)
     } else {
-        format!("{} exited: {how:?}", e.rec.inst)
+        format!("{} {}", e.rec.inst, policy::describe_exit(how))
     };
     e.unreachable = None;
     e.set_status(status);

@@ -3,8 +3,9 @@
 //!
 //! - what one look at a VM means ([`observation`]): dead, unreachable (the
 //!   process lives but QMP failed), or seen in some state;
-//! - how a VM ended ([`exit_status`]): a guest that shut itself down (QMP
-//!   `SHUTDOWN`, reason `guest-shutdown`) stopped, anything else crashed;
+//! - how a VM ended ([`exit_status`], told by [`describe_exit`]): a guest
+//!   that shut itself down (QMP `SHUTDOWN`, reason `guest-shutdown`) or a
+//!   process that exited with status 0 stopped, anything else crashed;
 //! - the state of a VM seen again after a restart or an outage
 //!   ([`seen_status`]): a pause the operator asked for stays a resumable
 //!   pause, any other pause is the lease freeze;
@@ -61,12 +62,30 @@ pub(crate) fn is_guest_shutdown(ev: &VmEvent) -> bool {
     }
 }
 
-/// How a VM that is gone ended, and the event to report.
-pub(crate) fn exit_status(guest_shutdown: bool) -> (VmStatus, &'static str) {
-    if guest_shutdown {
+/// How a VM that is gone ended, and the event to report: stopped when its
+/// guest shut down or its process exited with status 0 (a clean end it
+/// chose), crashed otherwise (a signal, a failure status, or an adopted
+/// process whose status cannot be known).
+pub(crate) fn exit_status(guest_shutdown: bool, how: &VmState) -> (VmStatus, &'static str) {
+    let clean = matches!(how, VmState::Exited(s) if s.code() == Some(0));
+    if guest_shutdown || clean {
         (VmStatus::Stopped, "vm-stopped")
     } else {
         (VmStatus::Crashed, "vm-crashed")
+    }
+}
+
+/// How a process ended, in words.
+pub(crate) fn describe_exit(how: &VmState) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match how {
+        VmState::Exited(s) => match (s.code(), s.signal()) {
+            (Some(c), _) => format!("exited with status {c}"),
+            (None, Some(sig)) => format!("killed by signal {sig}"),
+            (None, None) => "ended".to_string(),
+        },
+        VmState::Gone => "gone (its exit status is not ours to read)".to_string(),
+        other => format!("ended in state {other:?}"),
     }
 }
 

@@ -63,8 +63,30 @@ fn only_a_guest_shutdown_is_a_clean_stop() {
     assert!(!is_guest_shutdown(&ev("guest-panic")));
     assert!(!is_guest_shutdown(&ev("host-signal")));
     assert!(!is_guest_shutdown(&VmEvent::Gone));
-    assert_eq!(exit_status(true), (VmStatus::Stopped, "vm-stopped"));
-    assert_eq!(exit_status(false), (VmStatus::Crashed, "vm-crashed"));
+    let exited = |raw| VmState::Exited(std::process::ExitStatus::from_raw(raw));
+    let (code0, code1, sigkill) = (exited(0), exited(1 << 8), exited(9));
+    assert_eq!(
+        exit_status(true, &sigkill),
+        (VmStatus::Stopped, "vm-stopped")
+    );
+    assert_eq!(
+        exit_status(false, &code0),
+        (VmStatus::Stopped, "vm-stopped")
+    );
+    assert_eq!(
+        exit_status(false, &code1),
+        (VmStatus::Crashed, "vm-crashed")
+    );
+    assert_eq!(
+        exit_status(false, &sigkill),
+        (VmStatus::Crashed, "vm-crashed")
+    );
+    assert_eq!(
+        exit_status(false, &VmState::Gone),
+        (VmStatus::Crashed, "vm-crashed")
+    );
+    assert_eq!(describe_exit(&code1), "exited with status 1");
+    assert_eq!(describe_exit(&sigkill), "killed by signal 9");
 }
 
 #[test]
