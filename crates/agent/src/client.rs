@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::model::{AgentError, AgentEvent, HostInfo, StartVm, VmInfo};
+use crate::model::{AgentError, AgentEvent, StartVm, VmInfo};
 
 /// How long one request may take (a QEMU start included).
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -108,11 +108,6 @@ impl AgentClient {
                 .timeout(Duration::from_secs(2))
                 .call(),
         )
-    }
-
-    /// The host's facts and the agent's boot id.
-    pub fn host(&self) -> Result<HostInfo, CallError> {
-        self.get("/v1/host")
     }
 
     /// The agent's events after `after` (no waiting).

@@ -418,9 +418,8 @@ impl Checker {
 
     fn engine(&mut self, t: &Table) -> Option<EngineLink> {
         let url = self.parsed(t, "engine.", "url", None, |s| {
-            // The client checks the shape (http://host:port, no path).
-            nosplit_engine_api::client::Client::new(s, &"x".repeat(32))
-                .map(|_| s.trim_end_matches('/').to_string())
+            nosplit_engine_api::client::check_base_url(s)
+                .map(str::to_string)
                 .map_err(|_| format!("{s:?} is not an engine URL (http://host:port)"))
         });
         let mut count = |key: &str, max: u64| match t.get(key) {

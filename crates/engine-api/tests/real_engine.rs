@@ -171,6 +171,8 @@ fn agent_events_are_copied_and_a_vm_stopped_on_its_host_is_never_restarted() {
     r.domain_and_host();
     r.admin("POST", "/v1/vms", VM, 201);
     r.admin("POST", "/v1/vms/v1/start", r#"{"host":"h1"}"#, 200);
+    // Its heartbeats carry the agent's boot id, the events' cursor.
+    let _beats = r.beat();
     r.fake
         .listed
         .lock()

@@ -131,11 +131,7 @@ fn cause(up: [bool; 3], lease: LeaseState) -> String {
         .iter()
         .zip(up)
         .filter(|(_, u)| !u)
-        .map(|(p, _)| match p {
-            Plane::Mgmt => "mgmt",
-            Plane::Svc => "svc",
-            Plane::Stor => "stor",
-        })
+        .map(|(p, _)| p.name())
         .collect();
     let down = if down.is_empty() {
         "none".to_string()

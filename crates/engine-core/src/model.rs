@@ -15,6 +15,17 @@ pub enum Plane {
     Stor,
 }
 
+impl Plane {
+    /// Its name in configs, the API and messages: `mgmt`, `svc`, `stor`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Plane::Mgmt => "mgmt",
+            Plane::Svc => "svc",
+            Plane::Stor => "stor",
+        }
+    }
+}
+
 /// A storage domain: a directory on shared storage with the lockspace
 /// (`ids`), the lease index and leases (`xleases`) and the VM disks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -44,6 +44,8 @@ pub struct Engine {
     task_ids: Mutex<BTreeMap<u64, u64>>,
     /// Per host: the agent's boot id and the last event imported.
     cursors: Mutex<BTreeMap<String, (String, u64)>>,
+    /// Per host: the agent boot id its latest heartbeat carried.
+    boots: Mutex<BTreeMap<String, String>>,
     /// Hosts whose agent poll is in flight.
     polling: Mutex<std::collections::BTreeSet<String>>,
     /// Hosts (or host/plane keys) with a warning raised and not yet cleared.
@@ -121,6 +123,7 @@ impl Engine {
             results: Mutex::new(tx),
             task_ids: Mutex::new(BTreeMap::new()),
             cursors: Mutex::new(BTreeMap::new()),
+            boots: Mutex::new(BTreeMap::new()),
             polling: Mutex::new(std::collections::BTreeSet::new()),
             warned: Mutex::new(std::collections::BTreeSet::new()),
         });
@@ -190,18 +193,23 @@ impl Engine {
                     continue;
                 };
                 if crate::beats::from_host(h, &b) {
+                    let mut boots = lock(&self.boots);
+                    if boots.get(&h.name) != Some(&b.boot) {
+                        boots.insert(h.name.clone(), b.boot.clone());
+                    }
+                    drop(boots);
                     let _ = self.input(Input::Heartbeat {
                         host: h.name.clone(),
                         plane: b.plane,
                     });
                 } else {
                     self.warn_once(
-                        &format!("{}/beat-{:?}", h.name, b.plane),
+                        &format!("{}/beat-{}", h.name, b.plane.name()),
                         &h.name,
                         "heartbeat-spoofed",
                         format!(
-                            "a {:?} heartbeat for host {} came from {}, not from its address on that plane; ignored",
-                            b.plane, h.name, b.from
+                            "a {} heartbeat for host {} came from {}, not from its address on that plane; ignored",
+                            b.plane.name(), h.name, b.from
                         ),
                     );
                 }
@@ -351,19 +359,23 @@ impl Engine {
     /// Copies the agent's new events into the engine's (kind prefixed
     /// `agent-`, host and VM kept), so `nosplit events` shows what each
     /// host saw: VMs paused, frozen, crashed, leases lost or revalidated.
-    /// The cursor is the agent's boot id and last sequence number: a new
-    /// boot starts from its first event; an agent seen for the first time
-    /// (engine start) starts from now, its older events are in its log.
+    /// The cursor is the agent's boot id (from its heartbeats, which carry
+    /// it) and last sequence number: a new boot starts from its first
+    /// event; an agent seen for the first time (engine start) starts from
+    /// now, its older events are in its log. Before its first heartbeat an
+    /// agent's events wait.
     fn import_agent_events(&self, h: &Host, c: &AgentClient) {
-        let Ok(info) = c.host() else { return };
+        let Some(boot) = lock(&self.boots).get(&h.name).cloned() else {
+            return;
+        };
         let cursor = lock(&self.cursors).get(&h.name).cloned();
         let after = match &cursor {
-            Some((boot, seq)) if *boot == info.agent_boot => *seq,
+            Some((b, seq)) if *b == boot => *seq,
             _ => 0,
         };
         let Ok(events) = c.events(after) else { return };
         let last = events.iter().map(|e| e.seq).max().unwrap_or(after);
-        lock(&self.cursors).insert(h.name.clone(), (info.agent_boot.clone(), last));
+        lock(&self.cursors).insert(h.name.clone(), (boot, last));
         if cursor.is_none() {
             return;
         }

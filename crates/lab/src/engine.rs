@@ -8,7 +8,7 @@
 //! `lab down` removes it like everything else.
 
 use std::fs::OpenOptions;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -57,12 +57,12 @@ impl LabEngine {
         let root = layout.root();
         let admin = secret_file(&root.join("admin.token"))?;
         // On the management bridge, where the hosts' agents reach it (the
-        // bridge address is the lab's own, so the port is free for it).
+        // bridge address is the lab's own, so the port is free for it; if
+        // not, the engine's bind fails and its log says so below).
         let addr = SocketAddr::from((
             nosplit_labnet::naming::bridge_addr(prefix, Plane::Management),
             ENGINE_PORT,
         ));
-        TcpListener::bind(addr).map_err(|e| LabError::io("checking the engine's port", root, e))?;
         let url_file = root.join("engine.url");
         std::fs::write(&url_file, format!("http://{addr}\n"))
             .map_err(|e| LabError::io("writing", &url_file, e))?;

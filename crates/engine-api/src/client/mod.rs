@@ -126,15 +126,22 @@ fn segment(s: &str) -> Result<String, ClientError> {
     Ok(out)
 }
 
+/// Checks an engine URL (`http://host:port`, no path, query or fragment;
+/// trailing slashes dropped) and returns it as the client uses it.
+pub fn check_base_url(base_url: &str) -> Result<&str, ClientError> {
+    let base = base_url.trim_end_matches('/');
+    let rest = base.strip_prefix("http://").unwrap_or("");
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+        return Err(ClientError::BadUrl(base_url.chars().take(200).collect()));
+    }
+    Ok(base)
+}
+
 impl Client {
     /// A client of the engine at `base_url` (`http://host:port`, a trailing
     /// `/` allowed) calling with `token`.
     pub fn new(base_url: &str, token: &str) -> Result<Client, ClientError> {
-        let base = base_url.trim_end_matches('/');
-        let rest = base.strip_prefix("http://").unwrap_or("");
-        if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
-            return Err(ClientError::BadUrl(base_url.chars().take(200).collect()));
-        }
+        let base = check_base_url(base_url)?;
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))
             .build();

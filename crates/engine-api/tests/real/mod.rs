@@ -127,6 +127,9 @@ pub struct Real {
     pub faults: Faults,
     _server: ServerHandle,
     _agent_server: nosplit_agent::http::ServerHandle,
+    /// Where the engine takes management-plane heartbeats.
+    beats_to: SocketAddr,
+    _beats: nosplit_engine::beats::Listeners,
     _dir: tempfile::TempDir,
 }
 
@@ -149,8 +152,12 @@ impl Real {
         secret(&d.join("admin.token"), ADMIN);
         let shared = d.join("shared");
         std::fs::create_dir(&shared).unwrap();
+        let beats_to = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let text = format!(
-            "listen = \"127.0.0.1:0\"\nstore = \"{d}/unused.redb\"\nagent_token_dir = \"{t}\"\n[[token]]\nrole = \"admin\"\nfile = \"{d}/admin.token\"\n",
+            "listen = \"127.0.0.1:0\"\nstore = \"{d}/unused.redb\"\nagent_token_dir = \"{t}\"\n[[token]]\nrole = \"admin\"\nfile = \"{d}/admin.token\"\n[[heartbeat]]\nplane = \"mgmt\"\nlisten = \"{beats_to}\"\n",
             d = d.display(),
             t = tokens.display()
         );
@@ -180,7 +187,7 @@ impl Real {
             .unwrap();
         let store = FaultyStore::new(store);
         let faults = store.faults();
-        let (engine, _beats) = nosplit_engine::Engine::start(cfg, Box::new(store)).unwrap();
+        let (engine, beats) = nosplit_engine::Engine::start(cfg, Box::new(store)).unwrap();
         let tokens = Tokens::parse([("admin", ADMIN), ("user", USER)]).unwrap();
         let server = spawn_server(any, tokens, engine).unwrap();
         Real {
@@ -191,8 +198,26 @@ impl Real {
             faults,
             _server: server,
             _agent_server: agent_server,
+            beats_to,
+            _beats: beats,
             _dir: dir,
         }
+    }
+
+    /// Heartbeats of h1's stand-in agent (boot `b1`) on the management
+    /// plane, from 127.0.0.1 as h1 registered, until dropped.
+    pub fn beat(&self) -> nosplit_agent::heartbeat::Sender {
+        nosplit_agent::heartbeat::Sender::start(
+            1,
+            "h1",
+            "b1",
+            &[nosplit_agent::heartbeat::PlaneTarget {
+                plane: "mgmt".into(),
+                local: "127.0.0.1:0".parse().unwrap(),
+                engine: self.beats_to,
+            }],
+            Duration::from_millis(100),
+        )
     }
 
     /// One request (no Authorization header when `token` is None).
