@@ -2,8 +2,8 @@
 //! A real TCG guest given extra disks sees each of them (`/dev/vdb`, `/dev/vdc`) beside
 //! the first, and still writes its heartbeats to the first only.
 
-use nosplit_vmrt::conformance::{max_seq, wait_for, GuestSlot, KillGuard};
-use nosplit_vmrt::driver::{QemuDriver, VmDriver, VmKind, VmSpec};
+use nosplit_vmrt::conformance::{max_seq, qemu_spec, wait_for, GuestSlot, KillGuard};
+use nosplit_vmrt::driver::{QemuDriver, VmDriver};
 use nosplit_vmrt::image::build_guest;
 use std::path::Path;
 use std::time::Duration;
@@ -18,20 +18,8 @@ fn a_guest_sees_its_extra_disks_in_order() {
         std::fs::write(&p, vec![0u8; 1 << 20]).unwrap();
         p
     };
-    let spec = VmSpec {
-        id: "vm-disks".into(),
-        inst: "i1".into(),
-        disk: disk("root.img"),
-        extra_disks: vec![disk("data.img"), disk("lo,gs.img")],
-        memory_mib: 128,
-        vcpus: 1,
-        run_dir: dir.path().join("run"),
-        kind: VmKind::Qemu {
-            interval_ms: 100,
-            extra_args: vec![],
-        },
-        spawn_hook: None,
-    };
+    let mut spec = qemu_spec("vm-disks", disk("root.img"), dir.path().join("run"));
+    spec.extra_disks = vec![disk("data.img"), disk("lo,gs.img")];
     let prepared = QemuDriver::new(image).prepare(&spec).unwrap();
     let _guard = KillGuard(prepared.identity());
     let mut vm = prepared.start().unwrap();

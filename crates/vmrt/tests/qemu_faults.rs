@@ -2,8 +2,8 @@
 //! QEMU fault handling: QEMU killed behind our back (owned and adopted handles), and the
 //! QMP socket file removed under a running VM. No panics, clear states and errors.
 
-use nosplit_vmrt::conformance::{max_seq, wait_for, GuestSlot, KillGuard};
-use nosplit_vmrt::driver::{DriverError, QemuDriver, VmDriver, VmEvent, VmKind, VmSpec, VmState};
+use nosplit_vmrt::conformance::{max_seq, qemu_spec, wait_for, GuestSlot, KillGuard};
+use nosplit_vmrt::driver::{DriverError, QemuDriver, VmDriver, VmEvent, VmSpec, VmState};
 use nosplit_vmrt::image::build_guest;
 use rustix::process::{kill_process, Pid, Signal};
 use std::os::unix::process::ExitStatusExt;
@@ -14,20 +14,11 @@ fn setup(root: &Path, case: &str) -> (QemuDriver, VmSpec) {
     let image = build_guest(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("vmrt-guest")).unwrap();
     let disk = root.join(format!("{case}.img"));
     std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
-    let spec = VmSpec {
-        id: format!("vm-{case}"),
-        inst: "i1".into(),
+    let spec = qemu_spec(
+        &format!("vm-{case}"),
         disk,
-        extra_disks: vec![],
-        memory_mib: 128,
-        vcpus: 1,
-        run_dir: root.join(format!("run-{case}")),
-        kind: VmKind::Qemu {
-            interval_ms: 100,
-            extra_args: vec![],
-        },
-        spawn_hook: None,
-    };
+        root.join(format!("run-{case}")),
+    );
     (QemuDriver::new(image), spec)
 }
 

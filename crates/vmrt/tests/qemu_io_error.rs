@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use nosplit_faultfs::Mode;
-use nosplit_vmrt::conformance::{max_seq, wait_for, GuestSlot, KillGuard};
-use nosplit_vmrt::driver::{QemuDriver, VmDriver, VmEvent, VmKind, VmSpec, VmState};
+use nosplit_vmrt::conformance::{max_seq, qemu_spec, wait_for, GuestSlot, KillGuard};
+use nosplit_vmrt::driver::{QemuDriver, VmDriver, VmEvent, VmState};
 use nosplit_vmrt::image::build_guest;
 
 #[test]
@@ -25,20 +25,11 @@ fn a_guest_pauses_on_storage_errors_and_resumes_after() {
     std::fs::write(backing.join("g.img"), vec![0u8; 1 << 20]).unwrap();
     let fs = nosplit_faultfs::spawn(&backing, &mnt, None).unwrap();
     let faults = fs.handle();
-    let spec = VmSpec {
-        id: "vm-eio".into(),
-        inst: "i1".into(),
-        disk: fs.mountpoint().join("g.img"),
-        extra_disks: vec![],
-        memory_mib: 128,
-        vcpus: 1,
-        run_dir: dir.path().join("run"),
-        kind: VmKind::Qemu {
-            interval_ms: 100,
-            extra_args: vec![],
-        },
-        spawn_hook: None,
-    };
+    let spec = qemu_spec(
+        "vm-eio",
+        fs.mountpoint().join("g.img"),
+        dir.path().join("run"),
+    );
     // The oracle's view: the backing file, read past the fault.
     let seq = || max_seq(&backing.join("g.img"), &spec.id, &spec.inst).unwrap();
     let driver = QemuDriver::new(image);

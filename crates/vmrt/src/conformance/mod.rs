@@ -10,7 +10,7 @@
 
 mod support;
 
-pub use support::{max_seq, wait_for, GuestSlot, KillGuard, RING_BYTES};
+pub use support::{max_seq, qemu_spec, wait_for, GuestSlot, KillGuard, RING_BYTES};
 
 use crate::driver::{DriverError, VmDriver, VmEvent, VmSpec, VmState};
 use std::time::Duration;

@@ -1,13 +1,33 @@
 //! Helpers for the conformance suite and heavy tests: a minimal heartbeat reader (max
 //! `seq` per vm/inst in the 64-slot ring), a polling `wait_for`, a guard that kills a
 //! process left behind by a failing case, and [`GuestSlot`], a machine-wide file lock
-//! that limits how many QEMU guests tests boot at once.
+//! that limits how many QEMU guests tests boot at once, and [`qemu_spec`], the small
+//! guest the heavy QEMU tests boot.
 
-use crate::driver::ProcIdentity;
+use crate::driver::{ProcIdentity, VmKind, VmSpec};
 use rustix::fs::{flock, FlockOperation};
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// A QEMU guest `id` (instance `i1`, 128 MiB, 1 vCPU, a heartbeat every 100 ms) on
+/// `disk`, run in `run_dir`, with no further disks.
+pub fn qemu_spec(id: &str, disk: PathBuf, run_dir: PathBuf) -> VmSpec {
+    VmSpec {
+        id: id.into(),
+        inst: "i1".into(),
+        disk,
+        extra_disks: Vec::new(),
+        memory_mib: 128,
+        vcpus: 1,
+        run_dir,
+        kind: VmKind::Qemu {
+            interval_ms: 100,
+            extra_args: Vec::new(),
+        },
+        spawn_hook: None,
+    }
+}
 
 /// Size of the heartbeat ring: 64 slots of 512 bytes.
 pub const RING_BYTES: usize = 64 * 512;
